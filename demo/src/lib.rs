@@ -1,0 +1,1 @@
+//! The demo key-value microservice.

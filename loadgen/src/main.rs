@@ -1,0 +1,2 @@
+//! `demo-service`.
+fn main() {}
