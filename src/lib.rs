@@ -15,4 +15,5 @@
 //! which is the only module that holds all three and reads the clock.
 
 pub mod config;
+pub mod metric;
 pub mod source;

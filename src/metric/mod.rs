@@ -1,0 +1,3 @@
+//! Metric identity, samples, readings, and Kubernetes quantities.
+
+pub mod quantity;
