@@ -15,5 +15,7 @@
 //! which is the only module that holds all three and reads the clock.
 
 pub mod config;
+pub mod engine;
 pub mod metric;
 pub mod source;
+pub mod spec;

@@ -1,3 +1,5 @@
 //! Metric identity, samples, readings, and Kubernetes quantities.
 
 pub mod quantity;
+
+pub use quantity::Quantity;
