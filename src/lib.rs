@@ -17,3 +17,4 @@
 pub mod config;
 pub mod metric;
 pub mod source;
+pub mod store;
