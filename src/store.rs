@@ -165,7 +165,10 @@ mod tests {
         w.put(Reading::value(1.0, SystemTime::UNIX_EPOCH, "a"));
         w.put(Reading::value(2.0, SystemTime::UNIX_EPOCH, "a"));
         let reader = store.clone();
-        assert_eq!(reader.latest(&id("rps")).unwrap().reading.unwrap().total(), 2.0);
+        assert_eq!(
+            reader.latest(&id("rps")).unwrap().reading.unwrap().total(),
+            2.0
+        );
         w.fail("timeout");
         let l = reader.latest(&id("rps")).unwrap();
         assert_eq!(l.error.as_deref(), Some("timeout"));

@@ -19,7 +19,10 @@ pub struct FakeSource {
 
 impl FakeSource {
     /// A fake for `id` that answers `script` in order.
-    pub fn new(id: MetricId, script: impl IntoIterator<Item = Result<Reading, SourceError>>) -> Self {
+    pub fn new(
+        id: MetricId,
+        script: impl IntoIterator<Item = Result<Reading, SourceError>>,
+    ) -> Self {
         Self {
             id,
             script: Mutex::new(script.into_iter().collect()),

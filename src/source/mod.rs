@@ -26,8 +26,7 @@ use crate::metric::{MetricId, Reading};
 
 pub use clock::SourceClock;
 pub use config::{
-    Aggregate, ProcessConfig, PrometheusConfig, Reduce, ResourceConfig, ResourceName,
-    ScrapeConfig,
+    Aggregate, ProcessConfig, PrometheusConfig, Reduce, ResourceConfig, ResourceName, ScrapeConfig,
 };
 
 /// Takes one reading of one configured metric. Knows nothing of replicas.
@@ -146,7 +145,11 @@ pub enum SourceError {
 }
 
 fn list(errors: &[SourceError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A pod (or pool member) whose own metrics endpoint a scrape source reads.
@@ -256,11 +259,9 @@ impl SourceConfig {
             }
             SourceConfig::Resource(c) => match (&ctx.kube, &ctx.processes) {
                 (Some(_), _) => Arc::new(resource::ResourceSource::new(c.clone(), ctx)?),
-                (None, Some(procs)) => Arc::new(process::ProcessSource::new(
-                    c.name,
-                    procs.clone(),
-                    ctx,
-                )),
+                (None, Some(procs)) => {
+                    Arc::new(process::ProcessSource::new(c.name, procs.clone(), ctx))
+                }
                 (None, None) => {
                     return Err(SourceError::NotConfigured {
                         metric: ctx.metric.clone(),
@@ -271,10 +272,12 @@ impl SourceConfig {
             },
             SourceConfig::Process(c) => {
                 let procs = if c.pids.is_empty() {
-                    ctx.processes.clone().ok_or_else(|| SourceError::NotConfigured {
-                        metric: ctx.metric.clone(),
-                        why: "a process metric needs `pids` or a local process pool".into(),
-                    })?
+                    ctx.processes
+                        .clone()
+                        .ok_or_else(|| SourceError::NotConfigured {
+                            metric: ctx.metric.clone(),
+                            why: "a process metric needs `pids` or a local process pool".into(),
+                        })?
                 } else {
                     let list = c
                         .pids
@@ -305,7 +308,9 @@ mod tests {
         assert_eq!(c.kind(), "scrape");
         let c: SourceConfig =
             serde_saphyr::from_str("prometheus: {query: 'sum(up)', podLabel: pod}\n").unwrap();
-        assert!(matches!(c, SourceConfig::Prometheus(ref p) if p.pod_label.as_deref() == Some("pod")));
+        assert!(
+            matches!(c, SourceConfig::Prometheus(ref p) if p.pod_label.as_deref() == Some("pod"))
+        );
         let c: SourceConfig = serde_saphyr::from_str("process: {name: cpu, pids: [1]}\n").unwrap();
         assert_eq!(c.kind(), "process");
         assert!(serde_saphyr::from_str::<SourceConfig>("carrier: {}\n").is_err());

@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::metric::{MetricId, Reading};
-use crate::source::{BuildContext, LocalProcess, MetricSource, ResourceName, SourceClock, SourceError};
+use crate::source::{
+    BuildContext, LocalProcess, MetricSource, ResourceName, SourceClock, SourceError,
+};
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`).
 pub const USER_HZ: f64 = 100.0;
@@ -68,14 +70,16 @@ impl ProcessSource {
         let path = self.proc_root.join(pid.to_string()).join("stat");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| self.error(pid, format!("{}: {e}", path.display())))?;
-        parse_stat_ticks(&text).ok_or_else(|| self.error(pid, format!("{}: unexpected format", path.display())))
+        parse_stat_ticks(&text)
+            .ok_or_else(|| self.error(pid, format!("{}: unexpected format", path.display())))
     }
 
     fn rss_bytes(&self, pid: u32) -> Result<f64, SourceError> {
         let path = self.proc_root.join(pid.to_string()).join("status");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| self.error(pid, format!("{}: {e}", path.display())))?;
-        parse_status_rss(&text).ok_or_else(|| self.error(pid, format!("{}: no VmRSS line", path.display())))
+        parse_status_rss(&text)
+            .ok_or_else(|| self.error(pid, format!("{}: no VmRSS line", path.display())))
     }
 
     async fn read_now(&self) -> Result<Reading, SourceError> {
@@ -109,7 +113,8 @@ impl ProcessSource {
                 for m in &members {
                     let r = self.cpu_ticks(m.pid).and_then(|ticks| {
                         let before = prev.insert(m.pid, (now, ticks));
-                        let (t0, ticks0) = before.ok_or_else(|| self.error(m.pid, "appeared during the read".into()))?;
+                        let (t0, ticks0) = before
+                            .ok_or_else(|| self.error(m.pid, "appeared during the read".into()))?;
                         let secs = now.saturating_duration_since(t0).as_secs_f64();
                         if secs <= 0.0 {
                             return Err(self.error(m.pid, "read twice at the same instant".into()));
@@ -148,10 +153,14 @@ impl ProcessSource {
             });
         }
         let total = pods.values().sum();
-        let origin = format!("{}/<pid>/{}", self.proc_root.display(), match self.resource {
-            ResourceName::Cpu => "stat",
-            ResourceName::Memory => "status",
-        });
+        let origin = format!(
+            "{}/<pid>/{}",
+            self.proc_root.display(),
+            match self.resource {
+                ResourceName::Cpu => "stat",
+                ResourceName::Memory => "status",
+            }
+        );
         let mut reading = Reading::per_pod(pods, total, wall, origin);
         reading.failed = failed;
         Ok(reading)
@@ -181,7 +190,12 @@ pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
 /// Resident memory in bytes from the text of `/proc/<pid>/status`.
 pub fn parse_status_rss(status: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line["VmRSS:".len()..].trim().strip_suffix("kB")?.trim().parse().ok()?;
+    let kb: f64 = line["VmRSS:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb * 1024.0)
 }
 
@@ -213,7 +227,10 @@ mod tests {
         let stat = "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 70 0 0 20 0 3 0 100 1000 200 18446744073709551615";
         assert_eq!(parse_stat_ticks(stat), Some(320));
         assert_eq!(parse_stat_ticks("garbage"), None);
-        assert_eq!(parse_status_rss("Name:\tx\nVmRSS:\t  2048 kB\n"), Some(2048.0 * 1024.0));
+        assert_eq!(
+            parse_status_rss("Name:\tx\nVmRSS:\t  2048 kB\n"),
+            Some(2048.0 * 1024.0)
+        );
         assert_eq!(parse_status_rss("Name:\tx\n"), None);
     }
 
@@ -224,17 +241,29 @@ mod tests {
             .args(["-c", "while :; do :; done"])
             .spawn()
             .expect("spawn sh");
-        let mut idle = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let mut idle = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
         let members = vec![
-            LocalProcess { name: "busy".into(), pid: busy.id() },
-            LocalProcess { name: "idle".into(), pid: idle.id() },
+            LocalProcess {
+                name: "busy".into(),
+                pid: busy.id(),
+            },
+            LocalProcess {
+                name: "idle".into(),
+                pid: idle.id(),
+            },
         ];
         let (_tx, rx) = watch::channel(members);
         let cpu = ProcessSource::new(ResourceName::Cpu, rx.clone(), &ctx());
         let _ = cpu.read().await.unwrap();
         tokio::time::sleep(Duration::from_millis(700)).await;
         let r = cpu.read().await.unwrap();
-        let mem = ProcessSource::new(ResourceName::Memory, rx, &ctx()).read().await.unwrap();
+        let mem = ProcessSource::new(ResourceName::Memory, rx, &ctx())
+            .read()
+            .await
+            .unwrap();
         busy.kill().ok();
         idle.kill().ok();
         busy.wait().ok();
@@ -252,12 +281,25 @@ mod tests {
         let gone_pid = gone.id();
         gone.wait().unwrap();
         let members = vec![
-            LocalProcess { name: "me".into(), pid: std::process::id() },
-            LocalProcess { name: "gone".into(), pid: gone_pid },
+            LocalProcess {
+                name: "me".into(),
+                pid: std::process::id(),
+            },
+            LocalProcess {
+                name: "gone".into(),
+                pid: gone_pid,
+            },
         ];
         let (_tx, rx) = watch::channel(members);
-        let r = ProcessSource::new(ResourceName::Memory, rx, &ctx()).read().await.unwrap();
+        let r = ProcessSource::new(ResourceName::Memory, rx, &ctx())
+            .read()
+            .await
+            .unwrap();
         assert!(r.pods().unwrap().contains_key("me"));
-        assert!(r.failed["gone"].contains(&format!("process {gone_pid}")), "{:?}", r.failed);
+        assert!(
+            r.failed["gone"].contains(&format!("process {gone_pid}")),
+            "{:?}",
+            r.failed
+        );
     }
 }

@@ -45,8 +45,13 @@ impl PrometheusSource {
             .url
             .clone()
             .or_else(|| ctx.prometheus_url.clone())
-            .ok_or_else(|| not_configured("no Prometheus url in the metric or tidescale's config".into()))?;
-        let window = cfg.window.map(|w| w.to_string()).unwrap_or_else(|| DEFAULT_WINDOW.into());
+            .ok_or_else(|| {
+                not_configured("no Prometheus url in the metric or tidescale's config".into())
+            })?;
+        let window = cfg
+            .window
+            .map(|w| w.to_string())
+            .unwrap_or_else(|| DEFAULT_WINDOW.into());
         let selector = match &ctx.selector {
             Some(s) => promql_matchers(s).map_err(not_configured)?,
             None => String::new(),
@@ -78,7 +83,10 @@ impl PrometheusSource {
         let timeout_param = format!("{}ms", self.timeout.as_millis());
         let url = reqwest::Url::parse_with_params(
             &self.endpoint,
-            [("query", self.query.as_str()), ("timeout", timeout_param.as_str())],
+            [
+                ("query", self.query.as_str()),
+                ("timeout", timeout_param.as_str()),
+            ],
         )
         .map_err(|e| SourceError::NotConfigured {
             metric: self.id.clone(),
@@ -127,7 +135,9 @@ impl PrometheusSource {
                 message: parsed.error.unwrap_or_else(|| format!("HTTP {status}")),
             });
         }
-        let data = parsed.data.ok_or_else(|| bad("success without data".into()))?;
+        let data = parsed
+            .data
+            .ok_or_else(|| bad("success without data".into()))?;
         let (_, wall) = self.clock.now();
         let origin = format!("{} {}", self.endpoint, self.query);
         let no_data = || SourceError::NoData {
@@ -139,7 +149,8 @@ impl PrometheusSource {
             "scalar" => {
                 let pair: (f64, String) = serde_json::from_value(data.result)
                     .map_err(|e| bad(format!("bad scalar: {e}")))?;
-                let v = parse_float(&pair.1).ok_or_else(|| bad(format!("bad value {:?}", pair.1)))?;
+                let v =
+                    parse_float(&pair.1).ok_or_else(|| bad(format!("bad value {:?}", pair.1)))?;
                 Ok(Reading::value(v, wall, origin))
             }
             "vector" => {
@@ -217,7 +228,9 @@ pub fn render(template: &str, namespace: &str, selector: &str, window: &str) -> 
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open..].find("}}") else { break };
+        let Some(close) = rest[open..].find("}}") else {
+            break;
+        };
         let var = rest[open + 2..open + close].trim();
         let value = match var {
             "namespace" => Some(namespace),
@@ -255,7 +268,9 @@ pub fn promql_matchers(selector: &str) -> Result<String, String> {
         };
         let key = key.trim();
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("selector key {key:?} is not a Prometheus label name"));
+            return Err(format!(
+                "selector key {key:?} is not a Prometheus label name"
+            ));
         }
         let value = value.trim().replace('\\', "\\\\").replace('"', "\\\"");
         parts.push(format!("{key}{op}\"{value}\""));

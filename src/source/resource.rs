@@ -28,7 +28,10 @@ pub struct ResourceSource {
 
 impl std::fmt::Debug for ResourceSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResourceSource").field("id", &self.id).field("cfg", &self.cfg).finish()
+        f.debug_struct("ResourceSource")
+            .field("id", &self.id)
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -72,7 +75,11 @@ impl ResourceSource {
     }
 
     fn path(&self, group_path: &str) -> String {
-        let q = self.selector.as_deref().map(|s| format!("?labelSelector={s}")).unwrap_or_default();
+        let q = self
+            .selector
+            .as_deref()
+            .map(|s| format!("?labelSelector={s}"))
+            .unwrap_or_default();
         format!("{group_path}/namespaces/{}/pods{q}", self.namespace)
     }
 
@@ -80,11 +87,14 @@ impl ResourceSource {
     /// counted container are left out.
     pub async fn pod_requests(&self) -> Result<BTreeMap<String, f64>, SourceError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        let pods = api.list(&self.list_params()).await.map_err(|e| SourceError::Kube {
-            metric: self.id.clone(),
-            path: self.path("/api/v1"),
-            why: e.to_string(),
-        })?;
+        let pods = api
+            .list(&self.list_params())
+            .await
+            .map_err(|e| SourceError::Kube {
+                metric: self.id.clone(),
+                path: self.path("/api/v1"),
+                why: e.to_string(),
+            })?;
         let res = self.cfg.name.as_str();
         let mut out = BTreeMap::new();
         for pod in pods.items {
@@ -125,23 +135,28 @@ impl ResourceSource {
             plural: "pods".into(),
         };
         let path = self.path("/apis/metrics.k8s.io/v1beta1");
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, &ar);
-        let list = api.list(&self.list_params()).await.map_err(|e| SourceError::Kube {
-            metric: self.id.clone(),
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &ar);
+        let list = api
+            .list(&self.list_params())
+            .await
+            .map_err(|e| SourceError::Kube {
+                metric: self.id.clone(),
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
         let res = self.cfg.name.as_str();
         let mut pods = BTreeMap::new();
         let mut failed = BTreeMap::new();
         let mut first_ts: Option<SystemTime> = None;
         for item in list.items {
             let name = item.metadata.name.clone().unwrap_or_default();
-            let body: PodMetricsBody = serde_json::from_value(item.data).map_err(|e| SourceError::BadPayload {
-                metric: self.id.clone(),
-                endpoint: path.clone(),
-                why: format!("pod {name}: {e}"),
-            })?;
+            let body: PodMetricsBody =
+                serde_json::from_value(item.data).map_err(|e| SourceError::BadPayload {
+                    metric: self.id.clone(),
+                    endpoint: path.clone(),
+                    why: format!("pod {name}: {e}"),
+                })?;
             if first_ts.is_none() {
                 first_ts = body
                     .timestamp
@@ -190,12 +205,19 @@ fn pod_usage(body: &PodMetricsBody, res: &str, container: Option<&str>) -> Resul
         if container.is_some_and(|n| n != c.name) {
             continue;
         }
-        let q = c.usage.get(res).ok_or_else(|| format!("container {} has no {res} usage", c.name))?;
-        sum += parse_quantity(q).ok_or_else(|| format!("container {}: bad quantity {q:?}", c.name))?;
+        let q = c
+            .usage
+            .get(res)
+            .ok_or_else(|| format!("container {} has no {res} usage", c.name))?;
+        sum +=
+            parse_quantity(q).ok_or_else(|| format!("container {}: bad quantity {q:?}", c.name))?;
         found = true;
     }
     if !found {
-        return Err(format!("container {} not present in metrics", container.unwrap_or("")));
+        return Err(format!(
+            "container {} not present in metrics",
+            container.unwrap_or("")
+        ));
     }
     Ok(sum)
 }

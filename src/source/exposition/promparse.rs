@@ -23,8 +23,11 @@ impl ExpositionParser for PromParse {
         })?;
         let mut out = Vec::new();
         for s in scrape.samples {
-            let mut labels: Vec<(String, String)> =
-                s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut labels: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             labels.sort();
             let mut push = |name: String, kind, labels: Vec<(String, String)>, value| {
                 if keep(&name) {
@@ -45,7 +48,12 @@ impl ExpositionParser for PromParse {
                     for b in buckets {
                         let mut l = labels.clone();
                         l.push(("le".into(), format_le(b.less_than)));
-                        push(format!("{}_bucket", s.metric), MetricType::Histogram, l, b.count);
+                        push(
+                            format!("{}_bucket", s.metric),
+                            MetricType::Histogram,
+                            l,
+                            b.count,
+                        );
                     }
                 }
                 Value::Summary(qs) => {

@@ -14,7 +14,9 @@ use proptest::prelude::*;
 use super::*;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exposition").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/exposition")
+        .join(name)
 }
 
 fn read_fixture(name: &str) -> String {
@@ -47,7 +49,10 @@ fn demo_like_page(requests: &[(LabelVec, u64)], latencies: &[(LabelVec, f64)]) -
 }
 
 fn lv(pairs: &[(&str, &str)]) -> LabelVec {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The recorded prometheus-client page is what today's prometheus-client writes (rewrite with
@@ -56,7 +61,13 @@ fn lv(pairs: &[(&str, &str)]) -> LabelVec {
 fn prometheus_client_fixture_is_current() {
     let kv = lv(&[("method", "GET"), ("route", "/kv/{key}"), ("status", "200")]);
     let page = demo_like_page(
-        &[(kv, 1042), (lv(&[("method", "GET"), ("route", "/load"), ("status", "200")]), 17)],
+        &[
+            (kv, 1042),
+            (
+                lv(&[("method", "GET"), ("route", "/load"), ("status", "200")]),
+                17,
+            ),
+        ],
         &[
             (lv(&[("route", "/kv/{key}")]), 0.003),
             (lv(&[("route", "/kv/{key}")]), 0.02),
@@ -73,17 +84,26 @@ fn prometheus_client_fixture_is_current() {
         l.sort();
         l
     };
-    assert_eq!(sorted(&read_fixture("prometheus-client-openmetrics.txt")), sorted(&page));
+    assert_eq!(
+        sorted(&read_fixture("prometheus-client-openmetrics.txt")),
+        sorted(&page)
+    );
 }
 
 #[test]
 fn reads_recorded_openmetrics_page_with_types() {
     let page = read_fixture("prometheus-client-openmetrics.txt");
     let s = TextParser.parse(&page, Format::OpenMetrics).unwrap();
-    let total: Vec<_> = s.iter().filter(|x| x.name == "http_requests_total").collect();
+    let total: Vec<_> = s
+        .iter()
+        .filter(|x| x.name == "http_requests_total")
+        .collect();
     assert_eq!(total.len(), 2);
     assert!(total.iter().all(|x| x.kind == MetricType::Counter));
-    let kv = total.iter().find(|x| x.label("route") == Some("/kv/{key}")).unwrap();
+    let kv = total
+        .iter()
+        .find(|x| x.label("route") == Some("/kv/{key}"))
+        .unwrap();
     assert_eq!(kv.value, 1042.0);
     assert_eq!(kv.label("status"), Some("200"));
     let inf = s
@@ -91,9 +111,15 @@ fn reads_recorded_openmetrics_page_with_types() {
         .find(|x| x.name == "http_request_duration_seconds_bucket" && x.label("le") == Some("+Inf"))
         .unwrap();
     assert_eq!(inf.kind, MetricType::Histogram);
-    let count = s.iter().find(|x| x.name == "http_request_duration_seconds_count").unwrap();
+    let count = s
+        .iter()
+        .find(|x| x.name == "http_request_duration_seconds_count")
+        .unwrap();
     assert_eq!(count.kind, MetricType::Histogram);
-    assert_eq!(s.iter().find(|x| x.name == "http_in_flight").unwrap().value, 3.0);
+    assert_eq!(
+        s.iter().find(|x| x.name == "http_in_flight").unwrap().value,
+        3.0
+    );
 }
 
 #[test]
@@ -107,12 +133,19 @@ fn reads_recorded_text_page() {
     let kv = s.iter().find(|x| x.name == "http_requests_total").unwrap();
     assert_eq!(kv.timestamp, Some(1_700_000_000.123));
     assert_eq!(kv.kind, MetricType::Counter);
-    let routes: Vec<_> =
-        s.iter().filter(|x| x.name == "http_requests_total").map(|x| x.label("route").unwrap()).collect();
+    let routes: Vec<_> = s
+        .iter()
+        .filter(|x| x.name == "http_requests_total")
+        .map(|x| x.label("route").unwrap())
+        .collect();
     assert_eq!(routes[3], "/search,list");
     assert_eq!(routes[4], "/q?a=b");
     assert_eq!(routes[5], "say \"hi\"\\now\nthen");
-    let q = s.iter().filter(|x| x.name == "queue_depth").map(|x| x.value).collect::<Vec<_>>();
+    let q = s
+        .iter()
+        .filter(|x| x.name == "queue_depth")
+        .map(|x| x.value)
+        .collect::<Vec<_>>();
     assert!(q[0].is_nan());
     assert_eq!(q[1..], [f64::INFINITY, f64::NEG_INFINITY]);
     assert_eq!(s.last().unwrap().kind, MetricType::Untyped);
@@ -123,7 +156,9 @@ fn reads_recorded_text_page() {
 fn family_filter_keeps_only_the_family() {
     let page = read_fixture("text-0.0.4.txt");
     let s = TextParser
-        .parse_matching(&page, Format::Text, &|n| in_family(n, "http_request_duration_seconds"))
+        .parse_matching(&page, Format::Text, &|n| {
+            in_family(n, "http_request_duration_seconds")
+        })
         .unwrap();
     assert_eq!(s.len(), 16);
     assert!(in_family("http_requests_total", "http_requests"));
@@ -160,7 +195,10 @@ fn prometheus_parse_cuts_label_values_and_keeps_escapes() {
 #[test]
 fn prometheus_parse_drops_openmetrics_timestamps() {
     let page = "# TYPE g gauge\ng 5 1700000000.5 \n# EOF\n";
-    assert_eq!(PromParse.parse(page, Format::OpenMetrics).unwrap()[0].timestamp, None);
+    assert_eq!(
+        PromParse.parse(page, Format::OpenMetrics).unwrap()[0].timestamp,
+        None
+    );
     let ours = TextParser.parse(page, Format::OpenMetrics).unwrap();
     assert_eq!(ours[0].timestamp, Some(1_700_000_000.5));
 }
@@ -170,7 +208,10 @@ fn prometheus_parse_drops_openmetrics_timestamps() {
 fn prometheus_parse_reports_histogram_sum_and_count_untyped() {
     let page = read_fixture("prometheus-client-openmetrics.txt");
     let theirs = PromParse.parse(&page, Format::OpenMetrics).unwrap();
-    let count = theirs.iter().find(|x| x.name == "http_request_duration_seconds_count").unwrap();
+    let count = theirs
+        .iter()
+        .find(|x| x.name == "http_request_duration_seconds_count")
+        .unwrap();
     assert_eq!(count.kind, MetricType::Untyped);
 }
 
@@ -200,7 +241,9 @@ fn malformed_and_truncated_pages_are_errors_with_line_numbers() {
         assert_eq!(e.line, line, "{page:?}: {e}");
     }
     let many: String = (0..200).map(|i| format!("l{i}=\"v\",")).collect();
-    let e = TextParser.parse(&format!("m{{{many}}} 1\n"), Format::Text).unwrap_err();
+    let e = TextParser
+        .parse(&format!("m{{{many}}} 1\n"), Format::Text)
+        .unwrap_err();
     assert!(e.what.contains("more than 128 labels"), "{e}");
 }
 
@@ -289,6 +332,12 @@ proptest! {
 fn retained_bytes(samples: &[ExpoSample]) -> usize {
     samples
         .iter()
-        .map(|s| s.name.len() + s.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
+        .map(|s| {
+            s.name.len()
+                + s.labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        })
         .sum()
 }

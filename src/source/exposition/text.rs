@@ -95,7 +95,9 @@ fn family_type(types: &HashMap<&str, MetricType>, name: &str) -> MetricType {
     if let Some(t) = types.get(name) {
         return *t;
     }
-    for suffix in ["_total", "_bucket", "_sum", "_count", "_created", "_info", "_gsum", "_gcount"] {
+    for suffix in [
+        "_total", "_bucket", "_sum", "_count", "_created", "_info", "_gsum", "_gcount",
+    ] {
         if let Some(t) = name.strip_suffix(suffix).and_then(|base| types.get(base)) {
             return *t;
         }
@@ -112,7 +114,8 @@ fn parse_sample(rest: &str, format: Format) -> Result<ExpoSample, String> {
     }
     let mut fields = rest.split_ascii_whitespace();
     let value_text = fields.next().ok_or("missing value")?;
-    let value = parse_float(value_text).ok_or_else(|| format!("bad value {:?}", clip(value_text)))?;
+    let value =
+        parse_float(value_text).ok_or_else(|| format!("bad value {:?}", clip(value_text)))?;
     let timestamp = match fields.next() {
         None => None,
         Some(t) if t.starts_with('#') => None,
@@ -161,7 +164,8 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Resul
         s = s
             .strip_prefix('"')
             .ok_or_else(|| format!("expected \" to open the value of label {name}"))?;
-        let (value, after) = parse_quoted(s).ok_or_else(|| format!("unterminated value of label {name}"))?;
+        let (value, after) =
+            parse_quoted(s).ok_or_else(|| format!("unterminated value of label {name}"))?;
         if labels.len() >= MAX_LABELS {
             return Err(format!("more than {MAX_LABELS} labels"));
         }

@@ -7,7 +7,8 @@ use crate::source::SourceError;
 use crate::source::exposition::Format;
 
 /// Ask for OpenMetrics first (it carries types for `_total` counters), text 0.0.4 otherwise.
-pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+pub const ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// Fetches `url` within `timeout` (connect, headers and body together), reading at most
 /// `max_bytes` of body.
@@ -50,7 +51,9 @@ pub async fn fetch_page(
         if let Some(len) = resp.content_length()
             && len > max_bytes as u64
         {
-            return Err(bad(format!("page of {len} bytes exceeds the {max_bytes}-byte limit")));
+            return Err(bad(format!(
+                "page of {len} bytes exceeds the {max_bytes}-byte limit"
+            )));
         }
         let mut body = Vec::new();
         while let Some(chunk) = resp

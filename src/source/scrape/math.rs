@@ -45,8 +45,16 @@ pub fn extrapolated_rate(points: &[(f64, f64)], end: f64, window: f64) -> Option
     }
     let threshold = avg_step * 1.1;
     let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { avg_step / 2.0 };
-    interval += if to_end < threshold { to_end } else { avg_step / 2.0 };
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_step / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_step / 2.0
+    };
     Some(increase * (interval / sampled) / window)
 }
 
@@ -120,7 +128,9 @@ mod tests {
     #[test]
     fn steady_counter_rate_extrapolates_to_the_window() {
         // 10/s scraped every second, window 10 s, samples at 0.5..9.5 s: edges within threshold.
-        let pts: Vec<_> = (0..10).map(|i| (i as f64 + 0.5, 100.0 + 10.0 * i as f64)).collect();
+        let pts: Vec<_> = (0..10)
+            .map(|i| (i as f64 + 0.5, 100.0 + 10.0 * i as f64))
+            .collect();
         let r = extrapolated_rate(&pts, 10.0, 10.0).unwrap();
         assert!(close(r, 10.0), "{r}");
     }
@@ -128,7 +138,13 @@ mod tests {
     #[test]
     fn counter_reset_adds_the_value_before_the_drop() {
         // 0,10,20 | restart | 5,15: increase = 20 + 15 = 35 over 4 s sampled, edges at 0.
-        let pts = [(0.0, 0.0), (1.0, 10.0), (2.0, 20.0), (3.0, 5.0), (4.0, 15.0)];
+        let pts = [
+            (0.0, 0.0),
+            (1.0, 10.0),
+            (2.0, 20.0),
+            (3.0, 5.0),
+            (4.0, 15.0),
+        ];
         let r = extrapolated_rate(&pts, 4.0, 4.0).unwrap();
         assert!(close(r, 35.0 / 4.0), "{r}");
         assert!(r > 0.0);
@@ -150,13 +166,21 @@ mod tests {
     #[test]
     fn fewer_than_two_samples_in_the_window_is_none() {
         assert_eq!(extrapolated_rate(&[(9.0, 1.0)], 10.0, 5.0), None);
-        assert_eq!(extrapolated_rate(&[(1.0, 1.0), (2.0, 3.0)], 10.0, 5.0), None);
+        assert_eq!(
+            extrapolated_rate(&[(1.0, 1.0), (2.0, 3.0)], 10.0, 5.0),
+            None
+        );
         assert_eq!(extrapolated_rate(&[], 10.0, 5.0), None);
     }
 
     #[test]
     fn quantile_interpolates_inside_the_bucket() {
-        let mut b = vec![(0.1, 50.0), (0.2, 90.0), (f64::INFINITY, 100.0), (0.05, 10.0)];
+        let mut b = vec![
+            (0.1, 50.0),
+            (0.2, 90.0),
+            (f64::INFINITY, 100.0),
+            (0.05, 10.0),
+        ];
         // rank 50 → in (0.05, 0.1]: 0.05 + 0.05 * (40/40) = 0.1
         assert!(close(bucket_quantile(0.5, &mut b.clone()), 0.1));
         // rank 70 → in (0.1, 0.2]: 0.1 + 0.1 * (20/40) = 0.15
@@ -179,6 +203,9 @@ mod tests {
         // after coalesce: (0.1,5) (0.2,5) (inf,10); rank 5 → bucket 0: 0 + 0.1 * 5/5
         assert!(close(bucket_quantile(0.5, &mut m), 0.1));
         // A first bucket with a non-positive bound returns the bound.
-        assert_eq!(bucket_quantile(0.1, &mut vec![(-1.0, 5.0), (f64::INFINITY, 10.0)]), -1.0);
+        assert_eq!(
+            bucket_quantile(0.1, &mut vec![(-1.0, 5.0), (f64::INFINITY, 10.0)]),
+            -1.0
+        );
     }
 }

@@ -56,7 +56,10 @@ pub struct ScrapeSource {
 
 impl std::fmt::Debug for ScrapeSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScrapeSource").field("id", &self.id).field("cfg", &self.cfg).finish()
+        f.debug_struct("ScrapeSource")
+            .field("id", &self.id)
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -120,7 +123,10 @@ impl ScrapeSource {
 
     /// Approximate bytes of history held, for the memory figure.
     pub fn history_bytes(&self) -> usize {
-        self.lock().values().map(EndpointHistory::approx_bytes).sum()
+        self.lock()
+            .values()
+            .map(EndpointHistory::approx_bytes)
+            .sum()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, EndpointHistory>> {
@@ -167,7 +173,11 @@ impl ScrapeSource {
     }
 
     /// Turns one page into the selected samples (names and label matchers applied).
-    pub fn select(&self, page: &str, format: crate::source::exposition::Format) -> Result<Vec<Selected>, String> {
+    pub fn select(
+        &self,
+        page: &str,
+        format: crate::source::exposition::Format,
+    ) -> Result<Vec<Selected>, String> {
         let family = self.cfg.metric.as_str();
         let samples = self
             .parser
@@ -175,7 +185,12 @@ impl ScrapeSource {
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for s in samples {
-            if !self.cfg.labels.iter().all(|(k, v)| s.label(k) == Some(v.as_str())) {
+            if !self
+                .cfg
+                .labels
+                .iter()
+                .all(|(k, v)| s.label(k) == Some(v.as_str()))
+            {
                 continue;
             }
             out.push(selected(&s)?);
@@ -194,13 +209,15 @@ impl ScrapeSource {
         }
         let fetches = endpoints.iter().map(|(name, url)| async move {
             let started = Instant::now();
-            let page = fetch::fetch_page(&self.http, &self.id, url, self.timeout, self.max_bytes).await;
+            let page =
+                fetch::fetch_page(&self.http, &self.id, url, self.timeout, self.max_bytes).await;
             let selected = page.and_then(|(format, text)| {
-                self.select(&text, format).map_err(|why| SourceError::BadPayload {
-                    metric: self.id.clone(),
-                    endpoint: url.clone(),
-                    why,
-                })
+                self.select(&text, format)
+                    .map_err(|why| SourceError::BadPayload {
+                        metric: self.id.clone(),
+                        endpoint: url.clone(),
+                        why,
+                    })
             });
             (name.clone(), started, selected)
         });
@@ -215,7 +232,10 @@ impl ScrapeSource {
         for (name, started, result) in results {
             match result {
                 Ok(samples) => {
-                    history.entry(name.clone()).or_default().record(started, &samples, window);
+                    history
+                        .entry(name.clone())
+                        .or_default()
+                        .record(started, &samples, window);
                     fresh.insert(name, samples);
                 }
                 Err(e) => {
@@ -234,7 +254,11 @@ impl ScrapeSource {
                 }
             });
         }
-        let origin = endpoints.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>().join(",");
+        let origin = endpoints
+            .iter()
+            .map(|(_, u)| u.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         let no_data = |why: String| SourceError::NoData {
             metric: self.id.clone(),
             endpoint: origin.clone(),
@@ -251,7 +275,9 @@ impl ScrapeSource {
                     let rates: Vec<f64> = h
                         .series
                         .values()
-                        .filter_map(|s| math::extrapolated_rate(&EndpointHistory::relative(s, now), 0.0, w))
+                        .filter_map(|s| {
+                            math::extrapolated_rate(&EndpointHistory::relative(s, now), 0.0, w)
+                        })
                         .collect();
                     if !rates.is_empty() {
                         pods.insert(name.clone(), rates.iter().sum());
@@ -265,13 +291,17 @@ impl ScrapeSource {
                 for name in fresh.keys() {
                     for s in history[name].series.values() {
                         let Some(le) = s.le else { continue };
-                        if let Some(r) = math::extrapolated_rate(&EndpointHistory::relative(s, now), 0.0, w) {
+                        if let Some(r) =
+                            math::extrapolated_rate(&EndpointHistory::relative(s, now), 0.0, w)
+                        {
                             *by_le.entry(le.to_bits()).or_default() += r;
                         }
                     }
                 }
-                let mut buckets: Vec<(f64, f64)> =
-                    by_le.into_iter().map(|(le, r)| (f64::from_bits(le), r)).collect();
+                let mut buckets: Vec<(f64, f64)> = by_le
+                    .into_iter()
+                    .map(|(le, r)| (f64::from_bits(le), r))
+                    .collect();
                 let v = math::bucket_quantile(*q, &mut buckets);
                 if v.is_nan() {
                     return Err(no_data(format!(
@@ -287,7 +317,10 @@ impl ScrapeSource {
         {
             return Err(no_data(match &self.cfg.aggregate {
                 Some(Aggregate::Rate { window }) => {
-                    format!("fewer than two scrapes of {} within {window} yet", self.cfg.metric)
+                    format!(
+                        "fewer than two scrapes of {} within {window} yet",
+                        self.cfg.metric
+                    )
                 }
                 _ => format!("no series named {} matched", self.cfg.metric),
             }));
@@ -298,7 +331,12 @@ impl ScrapeSource {
 }
 
 /// Gauge per pod: the pod's matching series summed; then the configured reduction.
-fn gauge(fresh: &BTreeMap<String, Vec<Selected>>, reduce: Reduce, wall: std::time::SystemTime, origin: &str) -> Reading {
+fn gauge(
+    fresh: &BTreeMap<String, Vec<Selected>>,
+    reduce: Reduce,
+    wall: std::time::SystemTime,
+    origin: &str,
+) -> Reading {
     let pods: BTreeMap<String, f64> = fresh
         .iter()
         .filter(|(_, s)| !s.is_empty())
