@@ -15,6 +15,8 @@
 //! which is the only module that holds all three and reads the clock.
 
 pub mod config;
+pub mod engine;
 pub mod metric;
 pub mod source;
+pub mod spec;
 pub mod store;

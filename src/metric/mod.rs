@@ -6,6 +6,8 @@
 
 pub mod quantity;
 
+pub use quantity::Quantity;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;

@@ -1,0 +1,507 @@
+//! Semantic validation of a spec: every problem at once, each with its field path.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use super::{
+    BehaviorSpec, ErrorAction, MetricSpec, RatePolicyKindSpec, ScalingPolicySpec, ScalingRulesSpec,
+    SelectPolicySpec, TargetKind,
+};
+use crate::engine::{
+    Behavior, MetricPolicy, Normalization, OnError, PodRules, Policy, RatePolicy, RatePolicyKind,
+    ReadinessTiming, Replicas, ScalingRules, Seconds, SelectPolicy, Target, Tolerance,
+};
+use crate::source::{Aggregate, ResourceName};
+
+/// One thing wrong with a policy, at a field path such as `spec.metrics[1].target.value`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: the path of the offending field.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A policy that cannot run, with every problem found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    /// All problems, in the order of the fields.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid policy ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+const MAX_WINDOW_SECONDS: i32 = 3600;
+const MAX_PERIOD_SECONDS: i32 = 1800;
+/// Cooldowns are tidescale's own; a day is far beyond any sensible value and catches typos.
+const MAX_COOLDOWN_SECONDS: i32 = 86_400;
+const MIN_INTERVAL: Duration = Duration::from_millis(250);
+
+impl ScalingPolicySpec {
+    /// Checks the spec and builds the engine's policy, or returns every problem at once.
+    /// Paths start with `spec`.
+    pub fn validate(&self) -> Result<Policy, SpecError> {
+        self.validate_at("spec")
+    }
+
+    /// Like [`validate`](Self::validate), with paths starting at `prefix` (e.g. `policy` in a
+    /// replay scenario).
+    pub fn validate_at(&self, prefix: &str) -> Result<Policy, SpecError> {
+        let mut problems = Vec::new();
+        let indices: Vec<usize> = (0..self.metrics.len()).collect();
+        let policy = self.check(prefix, &indices, &mut problems);
+        match policy {
+            Some(p) if problems.is_empty() => Ok(p),
+            _ => Err(SpecError { problems }),
+        }
+    }
+
+    /// The evaluation interval (default 5s).
+    pub fn interval(&self) -> Duration {
+        self.interval
+            .map(|d| d.get())
+            .unwrap_or(Duration::from_secs(5))
+    }
+
+    /// Collects the problems of this spec; `indices[i]` is the position metric `i` had in the
+    /// document (they differ when metrics that failed to decode were left out).
+    pub(super) fn check(
+        &self,
+        prefix: &str,
+        indices: &[usize],
+        problems: &mut Vec<Problem>,
+    ) -> Option<Policy> {
+        let mut report = |path: String, msg: String| problems.push(Problem::new(path, msg));
+        if self.target_ref.kind.trim().is_empty() {
+            report(
+                format!("{prefix}.targetRef.kind"),
+                "must not be empty".into(),
+            );
+        }
+        if self.target_ref.name.trim().is_empty() {
+            report(
+                format!("{prefix}.targetRef.name"),
+                "must not be empty".into(),
+            );
+        }
+        if self.min_replicas < 0 {
+            report(
+                format!("{prefix}.minReplicas"),
+                format!("must be ≥ 0, got {}", self.min_replicas),
+            );
+        }
+        if self.max_replicas < 1 {
+            report(
+                format!("{prefix}.maxReplicas"),
+                format!("must be ≥ 1, got {}", self.max_replicas),
+            );
+        }
+        if self.min_replicas > self.max_replicas {
+            report(
+                format!("{prefix}.minReplicas"),
+                format!(
+                    "minReplicas {} is greater than maxReplicas {}",
+                    self.min_replicas, self.max_replicas
+                ),
+            );
+        }
+        if let Some(i) = self.interval
+            && i.get() < MIN_INTERVAL
+        {
+            report(
+                format!("{prefix}.interval"),
+                format!("must be at least 250ms, got {i}"),
+            );
+        }
+        if self.metrics.is_empty() {
+            report(
+                format!("{prefix}.metrics"),
+                "at least one metric is required".into(),
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut metrics = Vec::with_capacity(self.metrics.len());
+        for (m, i) in self.metrics.iter().zip(indices) {
+            let path = format!("{prefix}.metrics[{i}]");
+            if m.name.trim().is_empty() {
+                report(format!("{path}.name"), "must not be empty".into());
+            } else if m.name.chars().any(char::is_whitespace) {
+                report(
+                    format!("{path}.name"),
+                    format!("{:?} must not contain spaces", m.name),
+                );
+            } else if !seen.insert(m.name.as_str()) {
+                report(
+                    format!("{path}.name"),
+                    format!("duplicate metric name {:?}", m.name),
+                );
+            }
+            if let Some(mp) = check_metric(m, &path, &mut report) {
+                metrics.push(mp);
+            }
+        }
+        let (normalization, tolerance) = match &self.behavior {
+            None => (
+                Normalization::Legacy {
+                    downscale_window: Seconds(300),
+                },
+                Tolerance::default(),
+            ),
+            Some(b) => check_behavior(b, &format!("{prefix}.behavior"), &mut report),
+        };
+        let on_error = match &self.on_metric_error {
+            None => OnError::Hold,
+            Some(e) => {
+                let path = format!("{prefix}.onMetricError");
+                match (e.action, e.replicas) {
+                    (ErrorAction::Fallback, None) => {
+                        report(
+                            format!("{path}.replicas"),
+                            "Fallback needs the number of replicas to fall back to".into(),
+                        );
+                        OnError::Hold
+                    }
+                    (ErrorAction::Fallback, Some(n)) => {
+                        if n < self.min_replicas || n > self.max_replicas {
+                            report(
+                                format!("{path}.replicas"),
+                                format!(
+                                    "{n} is outside [minReplicas, maxReplicas] = [{}, {}]",
+                                    self.min_replicas, self.max_replicas
+                                ),
+                            );
+                        }
+                        OnError::Fallback(Replicas(n.max(0)))
+                    }
+                    (action, Some(_)) => {
+                        report(
+                            format!("{path}.replicas"),
+                            format!("only Fallback takes replicas, not {action:?}"),
+                        );
+                        OnError::Hold
+                    }
+                    (ErrorAction::Hold, None) => OnError::Hold,
+                    (ErrorAction::Ignore, None) => OnError::Ignore,
+                }
+            }
+        };
+        Some(Policy {
+            min_replicas: Replicas(self.min_replicas.max(0)),
+            max_replicas: Replicas(self.max_replicas.max(0)),
+            metrics,
+            normalization,
+            tolerance,
+            on_error,
+            dry_run: self.dry_run,
+            readiness: ReadinessTiming::default(),
+        })
+    }
+}
+
+fn check_metric(
+    m: &MetricSpec,
+    path: &str,
+    report: &mut impl FnMut(String, String),
+) -> Option<MetricPolicy> {
+    let sources = [
+        m.scrape.is_some(),
+        m.prometheus.is_some(),
+        m.resource.is_some(),
+    ];
+    match sources.iter().filter(|s| **s).count() {
+        0 => report(
+            path.to_string(),
+            "needs a source: one of scrape, prometheus, resource".into(),
+        ),
+        1 => {}
+        _ => report(
+            path.to_string(),
+            "has more than one source: give exactly one of scrape, prometheus, resource".into(),
+        ),
+    }
+    if let Some(s) = &m.scrape {
+        if s.metric.trim().is_empty() {
+            report(format!("{path}.scrape.metric"), "must not be empty".into());
+        }
+        if let Some(Aggregate::Quantile { q, .. }) = &s.aggregate
+            && !(*q > 0.0 && *q < 1.0)
+        {
+            report(
+                format!("{path}.scrape.aggregate.quantile.q"),
+                format!("must be between 0 and 1 (exclusive), got {q}"),
+            );
+        }
+        let window = match &s.aggregate {
+            Some(Aggregate::Rate { window }) => Some(("rate", window)),
+            Some(Aggregate::Quantile { window, .. }) => Some(("quantile", window)),
+            _ => None,
+        };
+        if let Some((kind, w)) = window
+            && w.get().is_zero()
+        {
+            report(
+                format!("{path}.scrape.aggregate.{kind}.window"),
+                "must be longer than 0s".into(),
+            );
+        }
+    }
+    if let Some(p) = &m.prometheus
+        && p.query.trim().is_empty()
+    {
+        report(
+            format!("{path}.prometheus.query"),
+            "must not be empty".into(),
+        );
+    }
+    let t = &m.target;
+    let tpath = format!("{path}.target");
+    let set = [
+        ("averageUtilization", t.average_utilization.is_some()),
+        ("averageValue", t.average_value.is_some()),
+        ("value", t.value.is_some()),
+    ];
+    let wanted = match t.kind {
+        TargetKind::Utilization => "averageUtilization",
+        TargetKind::AverageValue => "averageValue",
+        TargetKind::Value => "value",
+    };
+    for (field, present) in set {
+        if present && field != wanted {
+            report(
+                format!("{tpath}.{field}"),
+                format!("not used by type {:?} (set {wanted} instead)", t.kind),
+            );
+        }
+    }
+    let positive = |q: &Option<crate::metric::Quantity>,
+                    field: &str,
+                    report: &mut dyn FnMut(String, String)|
+     -> Option<i64> {
+        match q {
+            None => {
+                report(
+                    format!("{tpath}.{field}"),
+                    format!("required for type {:?}", t.kind),
+                );
+                None
+            }
+            Some(q) if q.milli_value() <= 0 => {
+                report(
+                    format!("{tpath}.{field}"),
+                    format!("must be positive, got {q}"),
+                );
+                None
+            }
+            Some(q) => Some(q.milli_value()),
+        }
+    };
+    let target = match t.kind {
+        TargetKind::Utilization => {
+            if m.resource.is_none() {
+                report(
+                    format!("{tpath}.type"),
+                    "Utilization needs a resource metric (the pods' requests are the 100%)".into(),
+                );
+            }
+            match t.average_utilization {
+                None => {
+                    report(
+                        format!("{tpath}.averageUtilization"),
+                        "required for type Utilization".into(),
+                    );
+                    None
+                }
+                Some(u) if u <= 0 => {
+                    report(
+                        format!("{tpath}.averageUtilization"),
+                        format!("must be positive, got {u}"),
+                    );
+                    None
+                }
+                Some(u) => Some(Target::Utilization(u)),
+            }
+        }
+        TargetKind::AverageValue => {
+            positive(&t.average_value, "averageValue", report).map(Target::AverageValue)
+        }
+        TargetKind::Value => {
+            if m.resource.is_some() {
+                report(
+                    format!("{tpath}.type"),
+                    "a resource metric takes Utilization or AverageValue, not Value".into(),
+                );
+            }
+            positive(&t.value, "value", report).map(Target::Value)
+        }
+    };
+    let pod_rules = match &m.resource {
+        Some(r) if r.name == ResourceName::Cpu => PodRules::Cpu,
+        _ => PodRules::Other,
+    };
+    target.map(|target| MetricPolicy {
+        name: m.name.as_str().into(),
+        target,
+        pod_rules,
+    })
+}
+
+fn check_behavior(
+    b: &BehaviorSpec,
+    path: &str,
+    report: &mut impl FnMut(String, String),
+) -> (Normalization, Tolerance) {
+    let defaults = Behavior::hpa_default();
+    let default_rules = ScalingRulesSpec::default();
+    let up = check_rules(
+        b.scale_up.as_ref().unwrap_or(&default_rules),
+        defaults.scale_up,
+        &format!("{path}.scaleUp"),
+        report,
+    );
+    let down = check_rules(
+        b.scale_down.as_ref().unwrap_or(&default_rules),
+        defaults.scale_down,
+        &format!("{path}.scaleDown"),
+        report,
+    );
+    (
+        Normalization::Behavior(Behavior {
+            scale_up: up.0,
+            scale_down: down.0,
+        }),
+        Tolerance {
+            up: up.1,
+            down: down.1,
+        },
+    )
+}
+
+fn check_rules(
+    r: &ScalingRulesSpec,
+    defaults: ScalingRules,
+    path: &str,
+    report: &mut impl FnMut(String, String),
+) -> (ScalingRules, f64) {
+    let mut seconds = |field: &str, v: Option<i32>, max: i32, default: Seconds| match v {
+        None => default,
+        Some(s) if !(0..=max).contains(&s) => {
+            report(
+                format!("{path}.{field}"),
+                format!("must be between 0 and {max}, got {s}"),
+            );
+            default
+        }
+        Some(s) => Seconds(s as u32),
+    };
+    let window = seconds(
+        "stabilizationWindowSeconds",
+        r.stabilization_window_seconds,
+        MAX_WINDOW_SECONDS,
+        defaults.stabilization_window,
+    );
+    let cooldown = seconds(
+        "cooldownSeconds",
+        r.cooldown_seconds,
+        MAX_COOLDOWN_SECONDS,
+        Seconds(0),
+    );
+    let select = match r.select_policy {
+        None | Some(SelectPolicySpec::Max) => SelectPolicy::Max,
+        Some(SelectPolicySpec::Min) => SelectPolicy::Min,
+        Some(SelectPolicySpec::Disabled) => SelectPolicy::Disabled,
+    };
+    let policies = match &r.policies {
+        None => defaults.policies,
+        Some(list) => {
+            if list.is_empty() && select != SelectPolicy::Disabled {
+                report(
+                    format!("{path}.policies"),
+                    "at least one policy is required (or selectPolicy: Disabled)".into(),
+                );
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (i, p) in list.iter().enumerate() {
+                let ppath = format!("{path}.policies[{i}]");
+                let mut ok = true;
+                if p.value <= 0 {
+                    report(
+                        format!("{ppath}.value"),
+                        format!("must be positive, got {}", p.value),
+                    );
+                    ok = false;
+                }
+                if !(1..=MAX_PERIOD_SECONDS).contains(&p.period_seconds) {
+                    report(
+                        format!("{ppath}.periodSeconds"),
+                        format!(
+                            "must be between 1 and {MAX_PERIOD_SECONDS}, got {}",
+                            p.period_seconds
+                        ),
+                    );
+                    ok = false;
+                }
+                if ok {
+                    out.push(RatePolicy {
+                        kind: match p.kind {
+                            RatePolicyKindSpec::Pods => RatePolicyKind::Pods,
+                            RatePolicyKindSpec::Percent => RatePolicyKind::Percent,
+                        },
+                        value: p.value,
+                        period: Seconds(p.period_seconds as u32),
+                    });
+                }
+            }
+            out
+        }
+    };
+    let tolerance = match r.tolerance {
+        None => 0.1,
+        Some(t) if !(t.is_finite() && t >= 0.0) => {
+            report(
+                format!("{path}.tolerance"),
+                format!("must be a number ≥ 0, got {t}"),
+            );
+            0.1
+        }
+        Some(t) => t,
+    };
+    (
+        ScalingRules {
+            stabilization_window: window,
+            select,
+            policies,
+            cooldown,
+        },
+        tolerance,
+    )
+}
