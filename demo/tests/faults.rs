@@ -30,7 +30,15 @@ async fn redis_outage_gives_503_and_recovers_without_restart() {
     let svc = InProcess::start(Store::redis(&redis.url()).unwrap(), DEFAULT_TTL).await;
     let c = client();
     let base = svc.base.clone();
-    assert_eq!(c.put(format!("{base}/kv/a")).json(&json!({"v": 1})).send().await.unwrap().status(), 201);
+    assert_eq!(
+        c.put(format!("{base}/kv/a"))
+            .json(&json!({"v": 1}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
 
     redis.kill();
     for req in [
@@ -43,25 +51,66 @@ async fn redis_outage_gives_503_and_recovers_without_restart() {
         assert_eq!(r.status(), 503);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "store unavailable");
-        assert!(body["detail"].as_str().unwrap().contains("127.0.0.1"), "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("127.0.0.1"),
+            "{body}"
+        );
     }
     let r = c.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     // Liveness does not depend on the store: the process is fine, restarting it would not help.
-    assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // /work does not touch the store and keeps serving.
-    assert_eq!(c.get(format!("{base}/work?ms=1")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{base}/work?ms=1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     redis.restart();
     let ready = eventually(100, || {
         let c = c.clone();
         let url = format!("{base}/readyz");
-        async move { c.get(url).send().await.map(|r| r.status() == 200).unwrap_or(false) }
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+        }
     })
     .await;
-    assert!(ready, "readiness did not recover within 10 s of Redis returning");
-    assert_eq!(c.put(format!("{base}/kv/a")).json(&json!({"v": 3})).send().await.unwrap().status(), 201);
-    let got: Value = c.get(format!("{base}/kv/a")).send().await.unwrap().json().await.unwrap();
+    assert!(
+        ready,
+        "readiness did not recover within 10 s of Redis returning"
+    );
+    assert_eq!(
+        c.put(format!("{base}/kv/a"))
+            .json(&json!({"v": 3}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let got: Value = c
+        .get(format!("{base}/kv/a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["v"], json!(3));
     svc.stop().await;
 }
@@ -72,14 +121,34 @@ async fn service_started_while_redis_is_down_becomes_ready_when_it_comes_up() {
     redis.kill();
     let svc = InProcess::start(Store::redis(&redis.url()).unwrap(), DEFAULT_TTL).await;
     let c = client();
-    assert_eq!(c.get(format!("{}/readyz", svc.base)).send().await.unwrap().status(), 503);
-    assert_eq!(c.get(format!("{}/kv/x", svc.base)).send().await.unwrap().status(), 503);
+    assert_eq!(
+        c.get(format!("{}/readyz", svc.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        c.get(format!("{}/kv/x", svc.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     redis.restart();
     let base = svc.base.clone();
     let ready = eventually(100, || {
         let c = c.clone();
         let url = format!("{base}/readyz");
-        async move { c.get(url).send().await.map(|r| r.status() == 200).unwrap_or(false) }
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+        }
     })
     .await;
     assert!(ready);
@@ -105,7 +174,11 @@ async fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
     for _ in 0..50 {
         let url = format!("{base}/load?ms=300");
         requests.push(tokio::spawn(async move {
-            let c = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(120)).build().unwrap();
+            let c = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap();
             let r = c.get(url).send().await.map_err(|e| e.to_string())?;
             let status = r.status().as_u16();
             let body: Value = r.json().await.map_err(|e| e.to_string())?;
@@ -135,10 +208,16 @@ async fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(refused, "new connections were still accepted 2 s after SIGTERM");
+    assert!(
+        refused,
+        "new connections were still accepted 2 s after SIGTERM"
+    );
 
     for r in requests {
-        let (status, body) = r.await.unwrap().expect("an in-flight request failed during the drain");
+        let (status, body) = r
+            .await
+            .unwrap()
+            .expect("an in-flight request failed during the drain");
         assert_eq!(status, 200);
         assert!(body["cpu_ms"].as_f64().unwrap() >= 300.0);
     }
@@ -159,5 +238,8 @@ async fn grace_expiry_is_reported_in_the_exit_code() {
         .await
         .unwrap();
     assert_eq!(code, Some(3));
-    assert!(slow.await.unwrap().is_err(), "the cut request cannot have succeeded");
+    assert!(
+        slow.await.unwrap().is_err(),
+        "the cut request cannot have succeeded"
+    );
 }

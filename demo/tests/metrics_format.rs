@@ -12,7 +12,11 @@ use tidescale_demo::{DEFAULT_TTL, Store};
 async fn drive_some_traffic(base: &str) {
     let c = client();
     for i in 0..20 {
-        c.put(format!("{base}/kv/user/{i}")).json(&json!({"i": i})).send().await.unwrap();
+        c.put(format!("{base}/kv/user/{i}"))
+            .json(&json!({"i": i}))
+            .send()
+            .await
+            .unwrap();
         c.get(format!("{base}/kv/user/{i}")).send().await.unwrap();
     }
     c.get(format!("{base}/kv/missing")).send().await.unwrap();
@@ -26,8 +30,15 @@ async fn drive_some_traffic(base: &str) {
 async fn classic_format_passes_promtool_and_labels_are_templates() {
     let svc = InProcess::start(Store::memory(), DEFAULT_TTL).await;
     drive_some_traffic(&svc.base).await;
-    let r = client().get(format!("{}/metrics", svc.base)).send().await.unwrap();
-    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let r = client()
+        .get(format!("{}/metrics", svc.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let text = r.text().await.unwrap();
     for family in [
         "http_requests_total",
@@ -51,7 +62,12 @@ async fn classic_format_passes_promtool_and_labels_are_templates() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool must be on PATH (scripts/install-deps.sh installs it)");
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -68,11 +84,17 @@ async fn openmetrics_when_the_scraper_asks_for_it() {
     drive_some_traffic(&svc.base).await;
     let r = client()
         .get(format!("{}/metrics", svc.base))
-        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let text = r.text().await.unwrap();
     assert!(text.contains("# TYPE http_requests counter"));
     assert!(text.trim_end().ends_with("# EOF"));
