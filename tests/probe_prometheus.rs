@@ -148,9 +148,9 @@ async fn drive_traffic(a: String, b: String, duration: Duration) -> u64 {
             format!("{a}/kv/k"),
             format!("{b}/kv/k"),
         ];
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             let ms = loads[(n / 5) % loads.len()];
-            let to = if (n / 5) % 2 == 0 { &a } else { &b };
+            let to = if (n / 5).is_multiple_of(2) { &a } else { &b };
             urls.push(format!("{to}/load?ms={ms}"));
         }
         for url in urls {
