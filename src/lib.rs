@@ -14,10 +14,13 @@
 //! Start reading at [`engine`] (pure arithmetic), then [`source`] and [`target`], then `control`,
 //! which is the only module that holds all three and reads the clock.
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod local;
 pub mod metric;
+pub mod probe;
 pub mod source;
 pub mod spec;
+pub mod store;
 pub mod target;

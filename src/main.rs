@@ -1,2 +1,37 @@
 //! The `tidescale` binary: parses the command line and runs one subcommand.
-fn main() {}
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tidescale::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tidescale: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        match cli.command {
+            Command::Probe(args) => {
+                let shutdown = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                let mut out = std::io::stdout().lock();
+                tidescale::probe::run(&args, &mut out, shutdown).await?;
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tidescale: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

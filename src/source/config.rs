@@ -1,6 +1,6 @@
 //! The metric source blocks a user writes inside a policy metric or an adapter metric.
 //!
-//! One vocabulary for both places: `scrape`, `prometheus` and `resource` (see
+//! One vocabulary for both places: `scrape`, `prometheus`, `resource` and `process` (see
 //! `docs/scaling-policy.md`). These are plain data; sources are built from them.
 
 use std::collections::BTreeMap;
@@ -102,6 +102,17 @@ pub struct ResourceConfig {
     /// Only this container's usage (the HPA's ContainerResource); default: all containers summed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+}
+
+/// CPU or memory of explicit local processes (a standalone pool started elsewhere).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// Which resource.
+    pub name: ResourceName,
+    /// The process ids to read; default: the local pool's members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
 }
 
 /// A compute resource the HPA knows.

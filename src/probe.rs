@@ -1,0 +1,331 @@
+//! `tidescale probe`: read a policy's metrics at its interval and print what the sources see.
+//!
+//! Nothing is scaled. Each read prints one line per metric: the value or per-pod values with
+//! where they came from, or the error. It is how a user checks a metric before trusting a policy
+//! with it, and how tests compare our numbers with Prometheus's.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::cli::ProbeArgs;
+use crate::metric::{MetricId, Reading, ReadingValue, unix_seconds};
+use crate::source::{
+    Aggregate, BuildContext, MetricSource, SourceClock, SourceConfig, SourceError,
+};
+use crate::spec::{MetricSpec, SpecError, load_policy_yaml, yaml_value};
+
+/// Default evaluation interval of a policy (spec/scaling-policy.md).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the probe could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The policy file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The policy is invalid (every problem listed).
+    #[error("{path}: {source}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The problems.
+        source: SpecError,
+    },
+    /// `--metric` names no metric of the policy.
+    #[error("no metric {name:?} in the policy (it has: {known})")]
+    UnknownMetric {
+        /// The name asked for.
+        name: String,
+        /// The policy's metric names.
+        known: String,
+    },
+    /// The HTTP client could not be built (no TLS provider installed).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// Writing the output failed (e.g. a closed pipe).
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// One metric being probed.
+struct Probed {
+    name: String,
+    kind: &'static str,
+    windowed: bool,
+    source: Result<Arc<dyn MetricSource>, SourceError>,
+}
+
+/// One line of probe output: a metric's reading or error at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeLine {
+    /// Seconds since the Unix epoch.
+    pub t: f64,
+    /// The metric's name in the policy.
+    pub metric: String,
+    /// `scrape`, `prometheus`, `resource` or `process`.
+    pub source: &'static str,
+    /// What the read returned.
+    pub reading: Result<Reading, SourceError>,
+}
+
+/// The sources of a policy, ready to read.
+pub struct Probe {
+    metrics: Vec<Probed>,
+    interval: Duration,
+    clock: SourceClock,
+}
+
+/// The source block a metric carries, as a [`SourceConfig`].
+pub fn source_config(m: &MetricSpec) -> Option<SourceConfig> {
+    if let Some(s) = &m.scrape {
+        Some(SourceConfig::Scrape(s.clone()))
+    } else if let Some(p) = &m.prometheus {
+        Some(SourceConfig::Prometheus(p.clone()))
+    } else {
+        m.resource.clone().map(SourceConfig::Resource)
+    }
+}
+
+impl Probe {
+    /// Loads and validates the policy and builds its sources. A source that cannot be built is
+    /// reported on every read, the others still run.
+    pub async fn load(args: &ProbeArgs) -> Result<Self, ProbeError> {
+        let text = std::fs::read_to_string(&args.policy).map_err(|source| ProbeError::Read {
+            path: args.policy.clone(),
+            source,
+        })?;
+        let invalid = |source| ProbeError::Invalid {
+            path: args.policy.clone(),
+            source,
+        };
+        let (spec, _policy) = load_policy_yaml(&text).map_err(invalid)?;
+        let doc = yaml_value(&text).unwrap_or(Value::Null);
+        let namespace = args
+            .namespace
+            .clone()
+            .or_else(|| doc["metadata"]["namespace"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "default".into());
+        let scope = match doc["metadata"]["name"].as_str() {
+            Some(n) => format!("{namespace}/{n}"),
+            None => args.policy.display().to_string(),
+        };
+        let mut selected: Vec<&MetricSpec> = spec.metrics.iter().collect();
+        if let Some(want) = &args.metric {
+            selected.retain(|m| &m.name == want);
+            if selected.is_empty() {
+                return Err(ProbeError::UnknownMetric {
+                    name: want.clone(),
+                    known: spec
+                        .metrics
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| ProbeError::Client(e.to_string()))?;
+        let clock = SourceClock::start();
+        let needs_cluster = selected.iter().any(|m| m.resource.is_some());
+        let kube = if needs_cluster {
+            Some(kube::Client::try_default().await.map_err(|e| e.to_string()))
+        } else {
+            None
+        };
+        let mut metrics = Vec::new();
+        for m in selected {
+            let Some(cfg) = source_config(m) else {
+                continue;
+            };
+            let mut ctx =
+                BuildContext::new(MetricId::new(scope.clone(), m.name.clone()), http.clone());
+            ctx.namespace = namespace.clone();
+            ctx.selector = args.selector.clone();
+            ctx.prometheus_url = args.prometheus_url.clone();
+            ctx.clock = clock;
+            let source = match (&cfg, &kube) {
+                (SourceConfig::Resource(_), Some(Err(e))) => Err(SourceError::NotConfigured {
+                    metric: ctx.metric.clone(),
+                    why: format!("no Kubernetes cluster to read resource metrics from: {e}"),
+                }),
+                (_, kube) => {
+                    ctx.kube = kube.as_ref().and_then(|k| k.as_ref().ok().cloned());
+                    cfg.build(&ctx)
+                }
+            };
+            let windowed = matches!(
+                &cfg,
+                SourceConfig::Scrape(s) if matches!(s.aggregate, Some(Aggregate::Rate { .. } | Aggregate::Quantile { .. }))
+            );
+            metrics.push(Probed {
+                name: m.name.clone(),
+                kind: cfg.kind(),
+                windowed,
+                source,
+            });
+        }
+        Ok(Self {
+            metrics,
+            interval: spec.interval.map(|d| d.get()).unwrap_or(DEFAULT_INTERVAL),
+            clock,
+        })
+    }
+
+    /// The policy's evaluation interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Reads every metric concurrently, one line each, in the policy's order.
+    pub async fn read_all(&self) -> Vec<ProbeLine> {
+        let reads = self.metrics.iter().map(|m| async move {
+            let reading = match &m.source {
+                Ok(s) => s.read().await,
+                Err(e) => Err(e.clone()),
+            };
+            let t = match &reading {
+                Ok(r) => unix_seconds(r.at),
+                Err(_) => unix_seconds(self.clock.now().1),
+            };
+            ProbeLine {
+                t,
+                metric: m.name.clone(),
+                source: m.kind,
+                reading,
+            }
+        });
+        futures::future::join_all(reads).await
+    }
+
+    /// Primes windowed scrape metrics (their first read has no rate yet); results are dropped.
+    pub async fn prime(&self) {
+        let reads = self
+            .metrics
+            .iter()
+            .filter(|m| m.windowed)
+            .filter_map(|m| m.source.as_ref().ok());
+        futures::future::join_all(reads.map(|s| s.read())).await;
+    }
+}
+
+/// A number as the probe prints it: Go/Prometheus style for the special values.
+pub fn format_number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+impl ProbeLine {
+    /// The JSON form: `{"t", "metric", "value", "pods", "source", "origin", "failed", "error"}`.
+    pub fn to_json(&self) -> Value {
+        match &self.reading {
+            Ok(r) => {
+                let pods = r.pods().map(|p| {
+                    p.iter()
+                        .map(|(k, v)| (k.clone(), Value::from(format_number(*v))))
+                        .collect::<serde_json::Map<_, _>>()
+                });
+                let mut j = json!({
+                    "t": self.t,
+                    "metric": self.metric,
+                    "value": format_number(r.total()),
+                    "pods": pods,
+                    "source": self.source,
+                    "origin": r.origin,
+                    "failed": r.failed,
+                    "error": null,
+                });
+                if let Some(req) = &r.requests {
+                    j["requests"] = json!(
+                        req.iter()
+                            .map(|(k, v)| (k.clone(), format_number(*v)))
+                            .collect::<BTreeMap<_, _>>()
+                    );
+                }
+                j
+            }
+            Err(e) => json!({
+                "t": self.t,
+                "metric": self.metric,
+                "value": null,
+                "pods": null,
+                "source": self.source,
+                "error": e.to_string(),
+            }),
+        }
+    }
+
+    /// The text form: `rps = 212.5 [web-1=100, web-2=112.5] (scrape: origin)`.
+    pub fn to_text(&self) -> String {
+        match &self.reading {
+            Ok(r) => {
+                let mut s = format!("{} = {}", self.metric, format_number(r.total()));
+                if let ReadingValue::PerPod { pods, .. } = &r.value {
+                    let list: Vec<String> = pods
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", format_number(*v)))
+                        .collect();
+                    s += &format!(" [{}]", list.join(", "));
+                }
+                s += &format!(" ({}: {})", self.source, r.origin);
+                for (pod, why) in &r.failed {
+                    s += &format!("\n  {pod} failed: {why}");
+                }
+                s
+            }
+            Err(e) => format!("{} error ({}): {e}", self.metric, self.source),
+        }
+    }
+}
+
+/// Runs the probe: reads at the policy's interval until `--reads`, `--once` or `shutdown`.
+pub async fn run(
+    args: &ProbeArgs,
+    out: &mut impl Write,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ProbeError> {
+    let probe = Probe::load(args).await?;
+    let mut ticker = tokio::time::interval(probe.interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let limit = if args.once { Some(1) } else { args.reads };
+    tokio::pin!(shutdown);
+    if args.once {
+        probe.prime().await;
+        ticker.tick().await;
+    }
+    let mut done = 0u64;
+    while limit.is_none_or(|n| done < n) {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut shutdown => break,
+        }
+        for line in probe.read_all().await {
+            if args.json {
+                writeln!(out, "{}", line.to_json())?;
+            } else {
+                writeln!(out, "{}", line.to_text())?;
+            }
+        }
+        out.flush()?;
+        done += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! The `scrape` source: read each pod's own `/metrics` page, no Prometheus needed.
+//!
+//! Every read fetches all endpoints concurrently (each with its own timeout), keeps the selected
+//! series in a short per-endpoint history, and computes a gauge per pod, a counter rate per pod, or
+//! a histogram quantile over buckets merged across pods — with Prometheus's arithmetic
+//! ([`math`]). A pod that stops answering is left out of the reading (and listed in `failed`), a
+//! pod no longer among the endpoints is forgotten, and a restarted pod's counters count as resets.
+
+pub mod fetch;
+pub mod history;
+pub mod math;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::metric::{Labels, MetricId, Reading};
+use crate::source::exposition::{ExpoSample, ExpositionParser, TextParser, in_family};
+use crate::source::{
+    Aggregate, BuildContext, MetricSource, PodAddress, Reduce, ScrapeConfig, SourceClock,
+    SourceError,
+};
+
+pub use history::{EndpointHistory, Selected};
+
+/// Default per-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default largest page read (Prometheus has no default limit; we want one).
+pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Where the endpoints come from.
+#[derive(Debug)]
+enum Endpoints {
+    /// A fixed list of `(name, url)`.
+    Static(Vec<(String, String)>),
+    /// The target's pods, kept current by someone else.
+    Pods(watch::Receiver<Vec<PodAddress>>),
+}
+
+/// Reads one metric from every endpoint's exposition page.
+pub struct ScrapeSource {
+    id: MetricId,
+    cfg: ScrapeConfig,
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    timeout: Duration,
+    max_bytes: usize,
+    parser: Box<dyn ExpositionParser>,
+    clock: SourceClock,
+    history: Mutex<HashMap<String, EndpointHistory>>,
+}
+
+impl std::fmt::Debug for ScrapeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScrapeSource")
+            .field("id", &self.id)
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl ScrapeSource {
+    /// A scrape source for `cfg`: its static `endpoints`, or else the context's pods.
+    pub fn new(cfg: ScrapeConfig, ctx: &BuildContext) -> Result<Self, SourceError> {
+        let endpoints = if !cfg.endpoints.is_empty() {
+            let mut list = Vec::new();
+            for url in &cfg.endpoints {
+                let parsed = reqwest::Url::parse(url).map_err(|e| SourceError::NotConfigured {
+                    metric: ctx.metric.clone(),
+                    why: format!("endpoint {url:?} is not a URL: {e}"),
+                })?;
+                let name = match (parsed.host_str(), parsed.port_or_known_default()) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    _ => url.clone(),
+                };
+                list.push((name, url.clone()));
+            }
+            Endpoints::Static(list)
+        } else if let Some(pods) = &ctx.pods {
+            Endpoints::Pods(pods.clone())
+        } else {
+            return Err(SourceError::NotConfigured {
+                metric: ctx.metric.clone(),
+                why: "a scrape metric needs `endpoints` or the target's pods".into(),
+            });
+        };
+        if let Some(Aggregate::Quantile { q, .. }) = cfg.aggregate
+            && !(0.0..=1.0).contains(&q)
+        {
+            return Err(SourceError::NotConfigured {
+                metric: ctx.metric.clone(),
+                why: format!("quantile q={q} is outside [0, 1]"),
+            });
+        }
+        Ok(Self {
+            id: ctx.metric.clone(),
+            timeout: cfg.timeout.map(|d| d.get()).unwrap_or(DEFAULT_TIMEOUT),
+            cfg,
+            http: ctx.http.clone(),
+            endpoints,
+            max_bytes: DEFAULT_MAX_BYTES,
+            parser: Box::new(TextParser),
+            clock: ctx.clock,
+            history: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reads at most `max_bytes` of each page.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Uses another exposition parser.
+    pub fn with_parser(mut self, parser: Box<dyn ExpositionParser>) -> Self {
+        self.parser = parser;
+        self
+    }
+
+    /// Approximate bytes of history held, for the memory figure.
+    pub fn history_bytes(&self) -> usize {
+        self.lock()
+            .values()
+            .map(EndpointHistory::approx_bytes)
+            .sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, EndpointHistory>> {
+        // History is rebuilt from the next scrapes if a panic ever poisoned it.
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn current_endpoints(&self) -> Vec<(String, String)> {
+        match &self.endpoints {
+            Endpoints::Static(list) => list.clone(),
+            Endpoints::Pods(rx) => {
+                let path = self.cfg.path.as_deref().unwrap_or("/metrics");
+                rx.borrow()
+                    .iter()
+                    .filter_map(|p| {
+                        let port = self.cfg.port.or(p.port)?;
+                        Some((p.name.clone(), format!("http://{}:{port}{path}", p.host)))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The window the history must cover.
+    fn window(&self) -> Duration {
+        match &self.cfg.aggregate {
+            Some(Aggregate::Rate { window }) | Some(Aggregate::Quantile { window, .. }) => {
+                window.get()
+            }
+            Some(Aggregate::Gauge { .. }) | None => Duration::ZERO,
+        }
+    }
+
+    /// Whether a sample's name is one this metric reads.
+    fn wants(&self, name: &str) -> bool {
+        let m = self.cfg.metric.as_str();
+        match &self.cfg.aggregate {
+            Some(Aggregate::Quantile { .. }) => {
+                name == m || name.strip_suffix("_bucket") == Some(m)
+            }
+            Some(Aggregate::Rate { .. }) => name == m || name.strip_suffix("_total") == Some(m),
+            _ => name == m,
+        }
+    }
+
+    /// Turns one page into the selected samples (names and label matchers applied).
+    pub fn select(
+        &self,
+        page: &str,
+        format: crate::source::exposition::Format,
+    ) -> Result<Vec<Selected>, String> {
+        let family = self.cfg.metric.as_str();
+        let samples = self
+            .parser
+            .parse_matching(page, format, &|n| in_family(n, family) && self.wants(n))
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for s in samples {
+            if !self
+                .cfg
+                .labels
+                .iter()
+                .all(|(k, v)| s.label(k) == Some(v.as_str()))
+            {
+                continue;
+            }
+            out.push(selected(&s)?);
+        }
+        Ok(out)
+    }
+
+    async fn read_now(&self) -> Result<Reading, SourceError> {
+        let endpoints = self.current_endpoints();
+        if endpoints.is_empty() {
+            return Err(SourceError::NoData {
+                metric: self.id.clone(),
+                endpoint: self.cfg.metric.clone(),
+                why: "no endpoints to scrape".into(),
+            });
+        }
+        let fetches = endpoints.iter().map(|(name, url)| async move {
+            let started = Instant::now();
+            let page =
+                fetch::fetch_page(&self.http, &self.id, url, self.timeout, self.max_bytes).await;
+            let selected = page.and_then(|(format, text)| {
+                self.select(&text, format)
+                    .map_err(|why| SourceError::BadPayload {
+                        metric: self.id.clone(),
+                        endpoint: url.clone(),
+                        why,
+                    })
+            });
+            (name.clone(), started, selected)
+        });
+        let results = futures::future::join_all(fetches).await;
+        let (now, wall) = self.clock.now();
+        let window = self.window();
+        let mut history = self.lock();
+        history.retain(|name, _| endpoints.iter().any(|(n, _)| n == name));
+        let mut failures = Vec::new();
+        let mut failed = BTreeMap::new();
+        let mut fresh: BTreeMap<String, Vec<Selected>> = BTreeMap::new();
+        for (name, started, result) in results {
+            match result {
+                Ok(samples) => {
+                    history
+                        .entry(name.clone())
+                        .or_default()
+                        .record(started, &samples, window);
+                    fresh.insert(name, samples);
+                }
+                Err(e) => {
+                    failed.insert(name, e.to_string());
+                    failures.push(e);
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return Err(if failures.len() == 1 {
+                failures.remove(0)
+            } else {
+                SourceError::AllFailed {
+                    metric: self.id.clone(),
+                    failures,
+                }
+            });
+        }
+        let origin = endpoints
+            .iter()
+            .map(|(_, u)| u.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let no_data = |why: String| SourceError::NoData {
+            metric: self.id.clone(),
+            endpoint: origin.clone(),
+            why,
+        };
+        let mut reading = match &self.cfg.aggregate {
+            None => gauge(&fresh, Reduce::Avg, wall, &origin),
+            Some(Aggregate::Gauge { reduce }) => gauge(&fresh, *reduce, wall, &origin),
+            Some(Aggregate::Rate { window }) => {
+                let w = window.get().as_secs_f64();
+                let mut pods = BTreeMap::new();
+                for name in fresh.keys() {
+                    let h = &history[name];
+                    let rates: Vec<f64> = h
+                        .series
+                        .values()
+                        .filter_map(|s| {
+                            math::extrapolated_rate(&EndpointHistory::relative(s, now), 0.0, w)
+                        })
+                        .collect();
+                    if !rates.is_empty() {
+                        pods.insert(name.clone(), rates.iter().sum());
+                    }
+                }
+                Reading::per_pod(pods.clone(), pods.values().sum(), wall, origin.clone())
+            }
+            Some(Aggregate::Quantile { q, window }) => {
+                let w = window.get().as_secs_f64();
+                let mut by_le: HashMap<u64, f64> = HashMap::new();
+                for name in fresh.keys() {
+                    for s in history[name].series.values() {
+                        let Some(le) = s.le else { continue };
+                        if let Some(r) =
+                            math::extrapolated_rate(&EndpointHistory::relative(s, now), 0.0, w)
+                        {
+                            *by_le.entry(le.to_bits()).or_default() += r;
+                        }
+                    }
+                }
+                let mut buckets: Vec<(f64, f64)> = by_le
+                    .into_iter()
+                    .map(|(le, r)| (f64::from_bits(le), r))
+                    .collect();
+                let v = math::bucket_quantile(*q, &mut buckets);
+                if v.is_nan() {
+                    return Err(no_data(format!(
+                        "no observations of {} in the last {}",
+                        self.cfg.metric, window
+                    )));
+                }
+                Reading::value(v, wall, origin.clone())
+            }
+        };
+        if let Some(pods) = reading.pods()
+            && pods.is_empty()
+        {
+            return Err(no_data(match &self.cfg.aggregate {
+                Some(Aggregate::Rate { window }) => {
+                    format!(
+                        "fewer than two scrapes of {} within {window} yet",
+                        self.cfg.metric
+                    )
+                }
+                _ => format!("no series named {} matched", self.cfg.metric),
+            }));
+        }
+        reading.failed = failed;
+        Ok(reading)
+    }
+}
+
+/// Gauge per pod: the pod's matching series summed; then the configured reduction.
+fn gauge(
+    fresh: &BTreeMap<String, Vec<Selected>>,
+    reduce: Reduce,
+    wall: std::time::SystemTime,
+    origin: &str,
+) -> Reading {
+    let pods: BTreeMap<String, f64> = fresh
+        .iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(n, s)| (n.clone(), s.iter().map(|x| x.value).sum()))
+        .collect();
+    let total = match reduce {
+        Reduce::Sum => pods.values().sum(),
+        Reduce::Max => pods.values().copied().fold(f64::NEG_INFINITY, f64::max),
+        Reduce::Avg => pods.values().sum::<f64>() / pods.len().max(1) as f64,
+    };
+    Reading::per_pod(pods, total, wall, origin)
+}
+
+/// A parsed sample as a history entry: canonical key, group without `le`, and `le`.
+fn selected(s: &ExpoSample) -> Result<Selected, String> {
+    let mut labels: Labels = Labels::new();
+    let mut le = None;
+    for (k, v) in &s.labels {
+        if k == "le" {
+            le = Some(
+                crate::source::exposition::parse_le(v)
+                    .ok_or_else(|| format!("bucket {} has a bad le {v:?}", s.name))?,
+            );
+        } else {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    let group: String = labels.iter().map(|(k, v)| format!("{k}={v:?},")).collect();
+    let key = match le {
+        Some(le) => format!("{}{{{group}le={le}}}", s.name),
+        None => format!("{}{{{group}}}", s.name),
+    };
+    Ok(Selected {
+        key: key.into(),
+        group: group.into(),
+        le,
+        value: s.value,
+    })
+}
+
+impl MetricSource for ScrapeSource {
+    fn id(&self) -> &MetricId {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "scrape"
+    }
+
+    fn read(&self) -> BoxFuture<'_, Result<Reading, SourceError>> {
+        Box::pin(self.read_now())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+//! Cross-check: `tidescale probe --json` against a real Prometheus scraping the same real
+//! demo-service processes. Rates and p50/p95/p99 must agree within 5 %.
+//!
+//! Needs `prometheus` on PATH (scripts/install-deps.sh installs it) and the demo binary built
+//! next to the tidescale binary (`cargo build -p tidescale-demo`, which scripts/test.sh does).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+const WINDOW: &str = "30s";
+const KV_ROUTE: &str = "/kv/{*key}";
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_tidescale"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn demo_bin() -> PathBuf {
+    let p = bin_dir().join("demo-service");
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build -p tidescale-demo` before this test",
+        p.display()
+    );
+    p
+}
+
+fn on_path(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+        .unwrap_or_else(|| {
+            panic!("{name} is not on PATH: install it with `apt-get install -y --no-install-recommends {name}` (scripts/install-deps.sh does)")
+        })
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+async fn start_demo() -> (Guard, String) {
+    let mut child = Command::new(demo_bin())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn demo-service");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("demo-service printed its URL in time")
+        .unwrap()
+        .expect("a first line");
+    (Guard(child), url.trim().to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_prometheus(dir: &Path, targets: &[String]) -> (Guard, String) {
+    let bin = on_path("prometheus");
+    let hosts: Vec<String> = targets
+        .iter()
+        .map(|u| format!("'{}'", u.trim_start_matches("http://")))
+        .collect();
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         scrape_configs:\n  - job_name: demo\n    static_configs: [{{targets: [{}]}}]\n",
+        hosts.join(", ")
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn prometheus");
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/-/ready")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus not ready within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Guard(child), url)
+}
+
+/// A bounded traffic schedule: per 20 ms tick, 2 fast GETs to the first instance, 1 to the
+/// second, and every 5th tick one CPU-burning `/load` of 2–90 ms, alternating instances.
+async fn drive_traffic(a: String, b: String, duration: Duration) -> u64 {
+    let http = reqwest::Client::new();
+    for u in [&a, &b] {
+        http.put(format!("{u}/kv/k"))
+            .json(&serde_json::json!({"v": 1}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + duration;
+    let loads = [2, 8, 20, 45, 90];
+    let mut sent = 0u64;
+    let mut n = 0usize;
+    while Instant::now() < end {
+        tick.tick().await;
+        let mut urls = vec![
+            format!("{a}/kv/k"),
+            format!("{a}/kv/k"),
+            format!("{b}/kv/k"),
+        ];
+        if n.is_multiple_of(5) {
+            let ms = loads[(n / 5) % loads.len()];
+            let to = if (n / 5).is_multiple_of(2) { &a } else { &b };
+            urls.push(format!("{to}/load?ms={ms}"));
+        }
+        for url in urls {
+            let http = http.clone();
+            tokio::spawn(async move {
+                let _ = http.get(url).timeout(Duration::from_secs(5)).send().await;
+            });
+            sent += 1;
+        }
+        n += 1;
+    }
+    sent
+}
+
+async fn prom_query(
+    http: &reqwest::Client,
+    base: &str,
+    query: &str,
+    t: f64,
+) -> Vec<(BTreeMap<String, String>, f64)> {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{base}/api/v1/query"),
+        [("query", query.to_string()), ("time", format!("{t:.3}"))],
+    )
+    .unwrap();
+    let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["status"], "success", "{query}: {v}");
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let labels = serde_json::from_value(s["metric"].clone()).unwrap();
+            let value = s["value"][1].as_str().unwrap().parse().unwrap();
+            (labels, value)
+        })
+        .collect()
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a number string: {v}"))
+        .parse()
+        .unwrap()
+}
+
+fn within(ours: f64, theirs: f64, what: &str) {
+    let rel = (ours - theirs).abs() / theirs.abs();
+    assert!(
+        rel <= 0.05,
+        "{what}: tidescale {ours} vs Prometheus {theirs} ({:.1} % apart)",
+        rel * 100.0
+    );
+    eprintln!(
+        "{what}: tidescale {ours:.6} vs Prometheus {theirs:.6} ({:.2} %)",
+        rel * 100.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_agrees_with_prometheus() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, a) = start_demo().await;
+    let (_b, b) = start_demo().await;
+    let (_prom, prom) = start_prometheus(dir.path(), &[a.clone(), b.clone()]).await;
+
+    let endpoints = format!("[\"{a}/metrics\", \"{b}/metrics\"]");
+    let quantile = |name: &str, q: f64| {
+        format!(
+            "    - name: {name}\n      scrape: {{endpoints: {endpoints}, metric: http_request_duration_seconds, aggregate: {{quantile: {{q: {q}, window: {WINDOW}}}}}}}\n      target: {{type: Value, value: 250m}}\n"
+        )
+    };
+    let policy = format!(
+        "apiVersion: tidescale.io/v1alpha1\nkind: ScalingPolicy\nmetadata: {{name: demo, namespace: local}}\nspec:\n  targetRef: {{kind: ProcessPool, name: demo}}\n  maxReplicas: 10\n  interval: 1s\n  metrics:\n\
+         \x20   - name: rps\n      scrape: {{endpoints: {endpoints}, metric: http_requests_total, labels: {{route: \"{KV_ROUTE}\"}}, aggregate: {{rate: {{window: {WINDOW}}}}}}}\n      target: {{type: AverageValue, averageValue: \"100\"}}\n\
+         {}{}{}\
+         \x20   - name: prom_rps\n      prometheus: {{url: \"{prom}\", query: 'sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{{{{ window }}}}]))', window: {WINDOW}}}\n      target: {{type: Value, value: \"100\"}}\n",
+        quantile("p50", 0.5),
+        quantile("p95", 0.95),
+        quantile("p99", 0.99),
+    );
+    let policy_path = dir.path().join("policy.yaml");
+    std::fs::write(&policy_path, &policy).unwrap();
+
+    let mut probe = Command::new(env!("CARGO_BIN_EXE_tidescale"))
+        .arg("probe")
+        .arg(&policy_path)
+        .args(["--json", "--reads", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn tidescale probe");
+    let stdout = probe.stdout.take().unwrap();
+    let _probe = Guard(probe);
+    let started = Instant::now();
+    let collect = tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut out = Vec::new();
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(70), lines.next_line()).await
+        {
+            out.push((started.elapsed(), line));
+            if started.elapsed() > Duration::from_secs(46) {
+                break;
+            }
+        }
+        out
+    });
+    let sent = drive_traffic(a.clone(), b.clone(), Duration::from_secs(46)).await;
+    assert!(sent > 5_000, "only {sent} requests sent");
+    let lines = collect.await.unwrap();
+
+    // Reads taken once the traffic has been steady for a whole window.
+    let mut steady: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (at, line) in &lines {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if *at >= Duration::from_secs(36) && *at <= Duration::from_secs(45) {
+            assert!(v["error"].is_null(), "probe error in steady state: {v}");
+            steady
+                .entry(v["metric"].as_str().unwrap().to_string())
+                .or_default()
+                .push(v);
+        }
+    }
+    for m in ["rps", "p50", "p95", "p99", "prom_rps"] {
+        assert!(
+            steady.get(m).is_some_and(|v| v.len() >= 3),
+            "too few steady reads of {m}: {steady:?}"
+        );
+    }
+    // Let Prometheus ingest its last scrapes before asking about the past.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let http = reqwest::Client::new();
+    let rate_q = format!("sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{WINDOW}]))");
+    let per_instance_q =
+        format!("sum by (instance) (rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{WINDOW}]))");
+    for r in steady["rps"].iter().step_by(3) {
+        let t = r["t"].as_f64().unwrap();
+        let theirs = prom_query(&http, &prom, &rate_q, t).await;
+        within(num(&r["value"]), theirs[0].1, &format!("rate at {t:.0}"));
+        for (labels, v) in prom_query(&http, &prom, &per_instance_q, t).await {
+            let pod = &labels["instance"];
+            within(num(&r["pods"][pod]), v, &format!("rate of {pod} at {t:.0}"));
+        }
+    }
+    for (m, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
+        let query = format!(
+            "histogram_quantile({q}, sum by (le) (rate(http_request_duration_seconds_bucket[{WINDOW}])))"
+        );
+        for r in steady[m].iter().step_by(3) {
+            let t = r["t"].as_f64().unwrap();
+            let theirs = prom_query(&http, &prom, &query, t).await;
+            within(num(&r["value"]), theirs[0].1, &format!("{m} at {t:.0}"));
+        }
+    }
+    // The Prometheus source reads the same numbers through PromQL.
+    for (ours, via_prom) in steady["rps"].iter().zip(&steady["prom_rps"]) {
+        within(
+            num(&ours["value"]),
+            num(&via_prom["value"]),
+            "scrape rate vs the prometheus source",
+        );
+        assert_eq!(via_prom["source"], "prometheus");
+    }
+}
