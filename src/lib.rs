@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod local;
 pub mod metric;
@@ -24,3 +25,4 @@ pub mod source;
 pub mod spec;
 pub mod store;
 pub mod target;
+pub mod telemetry;

@@ -11,7 +11,11 @@ use tidescale::target::{PoolConfig, ProcessPool, ScaleTarget, TargetError};
 
 fn demo_service() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_tidescale")).with_file_name("demo-service");
-    assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
@@ -19,7 +23,16 @@ fn pool_config() -> PoolConfig {
     let mut c = PoolConfig::new(
         "demo",
         demo_service(),
-        ["--listen", "127.0.0.1:0", "--workers", "4", "--shutdown-grace", "5"].map(String::from).to_vec(),
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "4",
+            "--shutdown-grace",
+            "5",
+        ]
+        .map(String::from)
+        .to_vec(),
     );
     c.grace = Duration::from_secs(8);
     c.max_members = 8;
@@ -42,11 +55,25 @@ async fn members_join_when_ready_are_replaced_when_killed_and_leave_before_stopp
     let pool = ProcessPool::start(pool_config());
     let backends = pool.backends();
     pool.scale_to(Replicas(3)).await.unwrap();
-    assert!(backends.borrow().is_empty(), "no member can be ready the instant it starts");
-    assert!(wait_for(200, || backends.borrow().len() == 3).await, "3 members never became ready");
+    assert!(
+        backends.borrow().is_empty(),
+        "no member can be ready the instant it starts"
+    );
+    assert!(
+        wait_for(200, || backends.borrow().len() == 3).await,
+        "3 members never became ready"
+    );
     let status = pool.status().await.unwrap();
-    assert_eq!((status.desired, status.running, status.ready), (Replicas(3), Replicas(3), Replicas(3)));
-    assert!(status.pods.iter().all(|p| p.pid.is_some() && p.endpoint.is_some()));
+    assert_eq!(
+        (status.desired, status.running, status.ready),
+        (Replicas(3), Replicas(3), Replicas(3))
+    );
+    assert!(
+        status
+            .pods
+            .iter()
+            .all(|p| p.pid.is_some() && p.endpoint.is_some())
+    );
 
     // kill -9 one member: the pool replaces it, as a ReplicaSet would.
     let victim = status.pods[0].clone();
@@ -64,8 +91,18 @@ async fn members_join_when_ready_are_replaced_when_killed_and_leave_before_stopp
         "the killed member was not replaced by a ready one"
     );
     let events = pool.take_events();
-    assert!(events.iter().any(|e| e.member == victim.name && e.kind == PoolEventKind::Died));
-    assert_eq!(events.iter().filter(|e| e.kind == PoolEventKind::Ready).count(), 4);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.member == victim.name && e.kind == PoolEventKind::Died)
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == PoolEventKind::Ready)
+            .count(),
+        4
+    );
 
     // Scale down: victims leave the backend set at once, then exit after draining.
     pool.scale_to(Replicas(1)).await.unwrap();
@@ -73,13 +110,22 @@ async fn members_join_when_ready_are_replaced_when_killed_and_leave_before_stopp
     let mut seen = Vec::new();
     let stopped = wait_for(200, || {
         seen.extend(pool.take_events());
-        seen.iter().filter(|e| e.kind == PoolEventKind::Stopped).count() == 2
+        seen.iter()
+            .filter(|e| e.kind == PoolEventKind::Stopped)
+            .count()
+            == 2
     })
     .await;
     assert!(stopped, "the two drained members did not exit: {seen:?}");
-    assert!(!seen.iter().any(|e| e.kind == PoolEventKind::Died), "a drained member counted as dead");
+    assert!(
+        !seen.iter().any(|e| e.kind == PoolEventKind::Died),
+        "a drained member counted as dead"
+    );
     let status = pool.status().await.unwrap();
-    assert_eq!((status.desired, status.running, status.ready), (Replicas(1), Replicas(1), Replicas(1)));
+    assert_eq!(
+        (status.desired, status.running, status.ready),
+        (Replicas(1), Replicas(1), Replicas(1))
+    );
 
     let err = pool.scale_to(Replicas(9)).await.unwrap_err();
     assert!(matches!(err, TargetError::Rejected { .. }), "{err}");
@@ -102,7 +148,10 @@ async fn scale_down_under_load_loses_no_request() {
     assert!(wait_for(200, || backends.borrow().len() == 4).await);
 
     // 8 clients, each 60 requests of 20 ms of worker time, while the pool shrinks 4 → 1.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (client, url) = (client.clone(), url.clone());
@@ -126,7 +175,10 @@ async fn scale_down_under_load_loses_no_request() {
     for t in tasks {
         failures.extend(t.await.unwrap());
     }
-    assert!(failures.is_empty(), "requests failed while scaling down: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "requests failed while scaling down: {failures:?}"
+    );
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
     pool.shutdown().await;

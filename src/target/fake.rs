@@ -8,7 +8,8 @@ use futures::future::BoxFuture;
 use super::{PodStatus, ScaleTarget, TargetError, TargetStatus};
 use crate::engine::{PodPhase, Replicas};
 
-/// An in-memory target whose members become ready at once.
+/// An in-memory target whose members become ready at once; members of `Kind/name` are
+/// called `name-0`, `name-1`, ….
 #[derive(Debug)]
 pub struct FakeTarget {
     name: String,
@@ -75,7 +76,7 @@ impl ScaleTarget for FakeTarget {
             self.check(&state)?;
             let pods = (0..state.replicas.get())
                 .map(|i| PodStatus {
-                    name: format!("{}-{i}", self.name),
+                    name: format!("{}-{i}", self.name.rsplit('/').next().unwrap_or(&self.name)),
                     phase: PodPhase::Running,
                     ready: true,
                     age: Duration::from_secs(3600),
