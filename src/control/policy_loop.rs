@@ -43,7 +43,7 @@ pub enum ControlError {
         policy: String,
         /// Why.
         #[source]
-        source: SourceError,
+        source: Box<SourceError>,
     },
     /// The store refused a writer (another loop owns the metric).
     #[error("policy {policy}: {why}")]
