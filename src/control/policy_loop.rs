@@ -158,7 +158,7 @@ impl PolicyLoop {
             mctx.processes = Some(procs_rx.clone());
             let source = config.build(&mctx).map_err(|source| ControlError::Source {
                 policy: options.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
             sources.push(LoopSource {
                 name: m.name.clone(),
