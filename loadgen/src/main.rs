@@ -17,7 +17,7 @@ struct Cli {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Constant rate in requests per second, or `max` for a closed loop at full speed.
-    #[arg(long, conflicts_with_all = ["schedule", "shape"])]
+    #[arg(long, conflicts_with_all = ["schedule", "shape"], allow_negative_numbers = true)]
     rate: Option<String>,
     /// YAML schedule file (`segments: [ {constant: {rps: 100, duration: 10s}}, ... ]`).
     #[arg(long, conflicts_with = "shape")]

@@ -103,7 +103,8 @@ impl Runner {
         let collector = tokio::spawn(collect(
             rx,
             Recorder::new(closed_loop),
-            Arc::clone(&shared),
+            start,
+            Arc::downgrade(&shared),
             self.live.clone(),
         ));
         let mut shutdown = std::pin::pin!(shutdown);
@@ -320,12 +321,11 @@ fn micros(d: Duration) -> u64 {
 async fn collect(
     mut rx: mpsc::UnboundedReceiver<Event>,
     mut recorder: Recorder,
-    shared: Arc<Shared>,
+    start: Instant,
+    // Only a weak reference: the collector must not keep the event sender alive.
+    shared: std::sync::Weak<Shared>,
     live: watch::Sender<LiveStats>,
 ) -> Recorder {
-    let start = shared.start;
-    // Only a weak interest in the shared state: the collector must not keep the sender alive.
-    let shared = Arc::downgrade(&shared);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut batch = Vec::with_capacity(512);
