@@ -18,6 +18,55 @@ pub struct Cli {
 pub enum Command {
     /// Read every metric of a policy at its interval and print each reading, without scaling.
     Probe(ProbeArgs),
+    /// Scale a local pool of demo-service processes while the load generator drives traffic,
+    /// show it live, and draw what happened.
+    Demo(DemoArgs),
+    /// Run the demo microservice (what each replica of `tidescale demo` runs).
+    ServeDemo(tidescale_demo::cli::Args),
+}
+
+/// Arguments of `tidescale demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The traffic shape.
+    #[arg(long, value_enum, default_value_t = crate::local::demo::Profile::Spike)]
+    pub profile: crate::local::demo::Profile,
+    /// The `seconds,rps` CSV for `--profile trace`.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Length of the run (and of the comparison run).
+    #[arg(long, default_value = "90s")]
+    pub duration: crate::config::DurationSpec,
+    /// Requests per second outside bursts.
+    #[arg(long, default_value_t = crate::local::demo::BASE_RPS)]
+    pub base_rps: f64,
+    /// Requests per second at the top of bursts.
+    #[arg(long, default_value_t = crate::local::demo::PEAK_RPS)]
+    pub peak_rps: f64,
+    /// A ScalingPolicy file with `targetRef: {kind: ProcessPool}` (default: the embedded one).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// How the local balancer spreads requests.
+    #[arg(long, value_enum, default_value_t = crate::local::balancer::Strategy::LeastConnections)]
+    pub lb: crate::local::balancer::Strategy,
+    /// Redis for the replicas; default: a private redis-server if one is on PATH, else memory.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Where the report is written.
+    #[arg(long, default_value = "demo-report")]
+    pub report: PathBuf,
+    /// Replay the same traffic under the native HPA's defaults and compare.
+    #[arg(long, value_enum)]
+    pub compare: Option<crate::local::demo::Compare>,
+    /// Seed of the request mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The p95 latency objective reported on, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub slo_ms: u64,
+    /// No live view (the decisions are still logged and reported).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `tidescale probe`.

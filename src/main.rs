@@ -8,6 +8,11 @@ use tidescale::cli::{Cli, Command};
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    let cli = match cli.command {
+        // A replica of the demo pool: the demo service's own runtime, logging and exit codes.
+        Command::ServeDemo(args) => return tidescale_demo::cli::main(args),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -25,6 +30,13 @@ fn main() -> ExitCode {
                 tidescale::probe::run(&args, &mut out, shutdown).await?;
                 Ok(())
             }
+            Command::Demo(args) => {
+                tidescale::telemetry::init_logging(tidescale::telemetry::LogFormat::Text, "warn");
+                let summary = tidescale::local::demo::run(args.into()).await?;
+                println!("{summary}");
+                Ok(())
+            }
+            Command::ServeDemo(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {
