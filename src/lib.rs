@@ -14,8 +14,10 @@
 //! Start reading at `engine` (pure arithmetic), then [`source`] and `target`, then `control`,
 //! which is the only module that holds all three and reads the clock.
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod metric;
+pub mod replay;
 pub mod source;
 pub mod spec;
