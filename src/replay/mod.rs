@@ -71,7 +71,9 @@ fn t_value(t: f64) -> Value {
 fn proposal_json(p: &Proposal) -> Value {
     let value = match p.usage {
         Usage::Utilization(u) => format!("{u}%"),
-        Usage::PerPod(v) | Usage::Total(v) => fmt_milli(v).to_string(),
+        Usage::PerPod(v) | Usage::Total(v) | Usage::TotalPerReplica { total: v, .. } => {
+            fmt_milli(v).to_string()
+        }
     };
     json!({
         "metric": &*p.metric,
