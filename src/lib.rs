@@ -21,6 +21,7 @@ pub mod engine;
 pub mod local;
 pub mod metric;
 pub mod probe;
+pub mod replay;
 pub mod source;
 pub mod spec;
 pub mod store;

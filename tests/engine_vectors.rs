@@ -4,7 +4,7 @@
 use tidescale::engine::{
     Behavior, Decision, Evaluator, MetricFailure, MetricPolicy, Normalization, Observation,
     OnError, PodFacts, PodPhase, PodValues, Policy, RatePolicy, Reading, ReadyCondition, Reason,
-    Replicas, Requests, Resource, Seconds, SelectPolicy, Target, Time,
+    Replicas, Requests, Resource, Seconds, SelectPolicy, Target, Time, Usage,
 };
 
 const T0: i64 = 1_000_000;
@@ -145,6 +145,15 @@ fn v4_4_5_external_average_value() {
     let d = eval(policy(1, 50, vec![m]), &o);
     assert!((d.proposals[0].ratio - 95.0 / 30.0).abs() < 1e-12);
     assert_eq!(proposal(&d), 10, "{d}");
+    // The HPA's status averageValue: ceil(95000m / 3) = 31667m.
+    assert_eq!(
+        d.proposals[0].usage,
+        Usage::TotalPerReplica {
+            total: 95_000,
+            per_replica: Some(31_667)
+        }
+    );
+    assert_eq!(tidescale::engine::fmt_milli(31_667).to_string(), "31667m");
 }
 
 #[test]

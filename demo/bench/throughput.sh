@@ -9,7 +9,7 @@ secs=${1:-10}
 conns=${2:-32}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 2; }
 
-cargo build --release -q -p tidescale-demo --bin demo-service --example hello
+cargo build --release -q -p tidescale-demo --bin demo-service --example bare-hello
 bin=target/release
 tmp=$(mktemp -d)
 pids=()
@@ -27,7 +27,7 @@ start() { # name command... -> prints URL
   echo "$name did not start" >&2; exit 1
 }
 
-hello=$(start hello "$bin/examples/hello")
+hello=$(start hello "$bin/examples/bare-hello")
 demo=$(start demo "$bin/demo-service" --listen 127.0.0.1:0 --log-format json)
 curl -fsS -X PUT -H 'content-type: application/json' -d '{"v":1}' "$demo/kv/x" >/dev/null
 

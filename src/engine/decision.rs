@@ -111,6 +111,14 @@ pub enum Usage {
     PerPod(i64),
     /// One value for the target, milli-units.
     Total(i64),
+    /// One total compared per replica (§4.4.4): the total and `ceil(total / status.replicas)`,
+    /// the HPA's status `averageValue` (`None` when `status.replicas` is 0).
+    TotalPerReplica {
+        /// The total, milli-units.
+        total: i64,
+        /// The total per replica, rounded up, milli-units.
+        per_replica: Option<i64>,
+    },
 }
 
 /// How a rate limit was computed.
@@ -285,7 +293,7 @@ impl fmt::Display for Proposal {
             (Usage::PerPod(v), Target::AverageValue(t)) => {
                 write!(f, "{name} {}/pod vs {}", fmt_milli(v), fmt_milli(t))?
             }
-            (Usage::Total(v), Target::AverageValue(t)) => {
+            (Usage::TotalPerReplica { total: v, .. }, Target::AverageValue(t)) => {
                 write!(f, "{name} {} vs {}/pod", fmt_milli(v), fmt_milli(t))?
             }
             (Usage::Total(v), Target::Value(t)) => {

@@ -112,10 +112,16 @@ fn total_average(usage: i64, target: i64, status: Replicas, tolerance: Tolerance
     } else {
         ceil_replicas(usage as f64 / target as f64)
     };
+    let per_replica = (status.0 > 0)
+        .then(|| (usage as f64 / f64::from(status.0)).ceil())
+        .map(|x| x.clamp(i64::MIN as f64, i64::MAX as f64) as i64);
     Computed {
         replicas,
         ratio,
-        usage: Usage::Total(usage),
+        usage: Usage::TotalPerReplica {
+            total: usage,
+            per_replica,
+        },
         within_tolerance: within,
     }
 }
