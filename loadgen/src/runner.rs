@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::client::{self, HttpClient};
+use crate::client::{self, Connection, ConnectionPool, Endpoint};
 use crate::config::{ConfigError, Load, RunConfig};
 use crate::mix::RequestGenerator;
 use crate::record::{Event, Recorder, SecondStats, Totals};
@@ -57,7 +57,9 @@ pub async fn run(
 }
 
 struct Shared {
-    client: HttpClient,
+    endpoint: Endpoint,
+    /// Where request tasks return reusable connections to the dispatcher's pool.
+    give_back: mpsc::UnboundedSender<Connection>,
     timeout: Duration,
     start: Instant,
     events: mpsc::UnboundedSender<Event>,
@@ -92,8 +94,10 @@ impl Runner {
         let timeout = config.timeout.0;
         let (events, rx) = mpsc::unbounded_channel();
         let start = Instant::now();
+        let pool = ConnectionPool::default();
         let shared = Arc::new(Shared {
-            client: client::build(config.concurrency, timeout),
+            endpoint: Endpoint::from_base(&self.base),
+            give_back: pool.returner(),
             timeout,
             start,
             events,
@@ -110,7 +114,15 @@ impl Runner {
         let mut shutdown = std::pin::pin!(shutdown);
         let outcome = match &config.load {
             Load::Schedule(schedule) => {
-                dispatch_open(config, &self.base, schedule, &shared, shutdown.as_mut()).await
+                dispatch_open(
+                    config,
+                    &self.base,
+                    schedule,
+                    &shared,
+                    pool,
+                    shutdown.as_mut(),
+                )
+                .await
             }
             Load::Max { duration } => {
                 dispatch_max(config, &self.base, duration.0, &shared, shutdown.as_mut()).await
@@ -199,6 +211,7 @@ async fn dispatch_open(
     base: &Uri,
     schedule: &Schedule,
     shared: &Arc<Shared>,
+    mut pool: ConnectionPool,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> DispatchEnd {
     let mut generator = RequestGenerator::new(&config.mix, base, config.seed);
@@ -239,10 +252,15 @@ async fn dispatch_open(
         sent_total += 1;
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let request = generator.next_request();
+        let conn = pool.take();
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
-            let outcome = client::send(&shared.client, request, shared.timeout).await;
+            let (outcome, conn) =
+                client::send(&shared.endpoint, conn, request, shared.timeout).await;
             let done = Instant::now();
+            if let Some(conn) = conn {
+                let _ = shared.give_back.send(conn);
+            }
             let _ = shared.events.send(Event::Done {
                 second: shared.second_of(done),
                 latency_us: micros(done.saturating_duration_since(intended)),
@@ -274,6 +292,7 @@ async fn dispatch_max(
             let (shared, stop, issued) =
                 (Arc::clone(shared), Arc::clone(&stop), Arc::clone(&issued));
             tokio::spawn(async move {
+                let mut conn = None;
                 loop {
                     let sent_at = Instant::now();
                     if stop.load(Ordering::Relaxed) || sent_at >= deadline {
@@ -284,7 +303,9 @@ async fn dispatch_max(
                     }
                     shared.in_flight.fetch_add(1, Ordering::AcqRel);
                     let request = generator.next_request();
-                    let outcome = client::send(&shared.client, request, shared.timeout).await;
+                    let (outcome, back) =
+                        client::send(&shared.endpoint, conn.take(), request, shared.timeout).await;
+                    conn = back;
                     let done = Instant::now();
                     let _ = shared.events.send(Event::Done {
                         second: shared.second_of(done),

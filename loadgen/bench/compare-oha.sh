@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Compares loadgen's maximum throughput with oha's against the same trivial server, in one run,
+# and measures loadgen's peak resident memory at a constant 20,000 requests per second.
+#
+# Usage: loadgen/bench/compare-oha.sh
+# Environment:
+#   OHA=path        oha binary (default: `oha` on PATH, else `cargo install oha --locked`)
+#   SECONDS_EACH=N  length of each run (default 10)
+#   CONNECTIONS=N   connections for the max-rate runs (default 50, oha's default)
+#   PORT=N          server port on 127.0.0.1 (default 18181)
+#   SERVER_THREADS=N  worker threads of the hello server (default 1)
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+SECONDS_EACH=${SECONDS_EACH:-10}
+CONNECTIONS=${CONNECTIONS:-50}
+PORT=${PORT:-18181}
+SERVER_THREADS=${SERVER_THREADS:-1}
+URL="http://127.0.0.1:${PORT}"
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+echo "== building loadgen and the hello server (release)"
+cargo build --release -q -p tidescale-loadgen --bin loadgen --example hello
+LOADGEN="${TARGET_DIR}/release/loadgen"
+HELLO="${TARGET_DIR}/release/examples/hello"
+
+if [[ -z "${OHA:-}" ]]; then
+    if command -v oha >/dev/null 2>&1; then
+        OHA=$(command -v oha)
+    else
+        echo "== oha not found: installing it with cargo install oha --locked"
+        cargo install oha --locked --root "${TARGET_DIR}/oha"
+        OHA="${TARGET_DIR}/oha/bin/oha"
+    fi
+fi
+echo "== oha: ${OHA} ($("${OHA}" --version))"
+
+"${HELLO}" "127.0.0.1:${PORT}" "${SERVER_THREADS}" >/dev/null &
+SERVER_PID=$!
+trap 'kill ${SERVER_PID} 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; then break; fi
+    sleep 0.1
+done
+
+# Pulls a number out of JSON text: json_number KEY < json
+json_number() {
+    grep -o "\"$1\"[[:space:]]*:[[:space:]]*[0-9.eE+-]*" | head -n1 | sed 's/.*:[[:space:]]*//'
+}
+
+echo "== oha: ${SECONDS_EACH}s, ${CONNECTIONS} connections, maximum rate"
+OHA_RPS=$("${OHA}" -z "${SECONDS_EACH}s" -c "${CONNECTIONS}" --no-tui --output-format json "${URL}/" \
+    | json_number requestsPerSec)
+
+echo "== loadgen: ${SECONDS_EACH}s, ${CONNECTIONS} connections, maximum rate"
+LOADGEN_JSON=$("${LOADGEN}" --url "${URL}" --rate max -c "${CONNECTIONS}" \
+    --duration "${SECONDS_EACH}s" --json)
+LOADGEN_RPS=$(json_number achieved_rps <<<"${LOADGEN_JSON}")
+LOADGEN_ERRORS=$(json_number error_total <<<"${LOADGEN_JSON}")
+
+echo "== loadgen: ${SECONDS_EACH}s at a constant 20000 rps (open loop), sampling VmHWM"
+RSS_JSON_FILE=$(mktemp)
+"${LOADGEN}" --url "${URL}" --rate 20000 --duration "${SECONDS_EACH}s" --json >"${RSS_JSON_FILE}" &
+LG_PID=$!
+PEAK_KB=0
+while kill -0 "${LG_PID}" 2>/dev/null; do
+    HWM=$(awk '/^VmHWM:/ {print $2}' "/proc/${LG_PID}/status" 2>/dev/null || true)
+    if [[ -n "${HWM}" && "${HWM}" -gt "${PEAK_KB}" ]]; then PEAK_KB=${HWM}; fi
+    sleep 0.1
+done
+wait "${LG_PID}"
+RATE_JSON=$(cat "${RSS_JSON_FILE}")
+rm -f "${RSS_JSON_FILE}"
+RATE_ACHIEVED=$(json_number achieved_rps <<<"${RATE_JSON}")
+RATE_P99=$(grep -o '"p99":[0-9.]*' <<<"${RATE_JSON}" | head -n1 | cut -d: -f2)
+RATE_DROPPED=$(json_number dropped <<<"${RATE_JSON}")
+RATE_LATE=$(json_number late <<<"${RATE_JSON}")
+
+awk -v oha="${OHA_RPS}" -v lg="${LOADGEN_RPS}" -v errs="${LOADGEN_ERRORS}" \
+    -v kb="${PEAK_KB}" -v ach="${RATE_ACHIEVED}" -v p99="${RATE_P99}" \
+    -v dropped="${RATE_DROPPED}" -v late="${RATE_LATE}" 'BEGIN {
+    printf "\n%-40s %12.0f req/s\n", "oha max throughput", oha
+    printf "%-40s %12.0f req/s (errors %d)\n", "loadgen max throughput", lg, errs
+    printf "%-40s %12.2f (goal >= 0.80)\n", "ratio loadgen/oha", lg / oha
+    printf "%-40s %12.1f MiB (goal <= 50)\n", "loadgen peak RSS at 20k rps (VmHWM)", kb / 1024
+    printf "%-40s %12.0f req/s, p99 %.2f ms, dropped %d, late %d\n", "loadgen at 20k rps achieved", ach, p99, dropped, late
+}'
