@@ -5,6 +5,8 @@
 //! (see [`ConnectionPool`]), so the per-request path has no pool lock and no URI re-parsing.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,42 +66,100 @@ impl Endpoint {
 }
 
 /// Idle connections owned by one task (the dispatcher); request tasks give them back through a
-/// channel, so reuse takes no lock.
+/// channel, so reuse takes no lock. It also counts open connections so that their number stays
+/// under a limit.
 #[derive(Debug)]
 pub struct ConnectionPool {
     idle: Vec<Connection>,
     returned: mpsc::UnboundedReceiver<Connection>,
-    give_back: mpsc::UnboundedSender<Connection>,
+    returner: ConnectionReturn,
+    limit: usize,
 }
 
-impl Default for ConnectionPool {
-    fn default() -> Self {
-        let (give_back, returned) = mpsc::unbounded_channel();
-        Self {
-            idle: Vec::new(),
-            returned,
-            give_back,
+/// The request tasks' handle for giving a connection back (or reporting it gone).
+#[derive(Clone, Debug)]
+pub struct ConnectionReturn {
+    sender: mpsc::UnboundedSender<Connection>,
+    open: Arc<AtomicUsize>,
+}
+
+impl ConnectionReturn {
+    /// Returns a still-usable connection, or records that a connection was lost.
+    pub fn give_back(&self, conn: Option<Connection>) {
+        match conn {
+            Some(conn) if !conn.is_closed() => {
+                if self.sender.send(conn).is_err() {
+                    self.open.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            _ => {
+                self.open.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 }
 
+/// What the pool can offer a request right now.
+#[derive(Debug)]
+pub enum Lease {
+    /// An idle open connection.
+    Idle(Connection),
+    /// No idle connection, but the request may open a new one (already counted as open).
+    Open,
+    /// The connection limit is reached; wait for a connection to come back.
+    Wait,
+}
+
 impl ConnectionPool {
-    /// An idle open connection, if there is one.
-    pub fn take(&mut self) -> Option<Connection> {
+    /// A pool that lets at most `limit` connections be open at once.
+    pub fn new(limit: usize) -> Self {
+        let (sender, returned) = mpsc::unbounded_channel();
+        Self {
+            idle: Vec::new(),
+            returned,
+            returner: ConnectionReturn {
+                sender,
+                open: Arc::new(AtomicUsize::new(0)),
+            },
+            limit: limit.max(1),
+        }
+    }
+
+    /// An idle connection, or leave to open one, or `Wait`.
+    pub fn lease(&mut self) -> Lease {
         while let Ok(conn) = self.returned.try_recv() {
             self.idle.push(conn);
         }
         while let Some(conn) = self.idle.pop() {
             if !conn.is_closed() {
-                return Some(conn);
+                return Lease::Idle(conn);
             }
+            self.returner.open.fetch_sub(1, Ordering::AcqRel);
         }
-        None
+        let open = &self.returner.open;
+        if open.load(Ordering::Acquire) < self.limit {
+            open.fetch_add(1, Ordering::AcqRel);
+            Lease::Open
+        } else {
+            Lease::Wait
+        }
     }
 
-    /// Where request tasks return connections that are still usable.
-    pub fn returner(&self) -> mpsc::UnboundedSender<Connection> {
-        self.give_back.clone()
+    /// Waits until a connection comes back and keeps it idle.
+    pub async fn wait_for_return(&mut self) {
+        if let Some(conn) = self.returned.recv().await {
+            self.idle.push(conn);
+        }
+    }
+
+    /// Connections open now (idle or busy).
+    pub fn open(&self) -> usize {
+        self.returner.open.load(Ordering::Acquire)
+    }
+
+    /// The handle request tasks use to give connections back.
+    pub fn returner(&self) -> ConnectionReturn {
+        self.returner.clone()
     }
 }
 

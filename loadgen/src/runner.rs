@@ -1,5 +1,6 @@
 //! The run: an open-loop dispatcher (or closed-loop workers), request tasks and the collector.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::client::{self, Connection, ConnectionPool, Endpoint};
+use crate::client::{self, ConnectionPool, ConnectionReturn, Endpoint, Lease};
 use crate::config::{ConfigError, Load, RunConfig};
-use crate::mix::RequestGenerator;
-use crate::record::{Event, Recorder, SecondStats, Totals};
+use crate::mix::{PreparedRequest, RequestGenerator};
+use crate::record::{ErrorClass, Event, Outcome, Recorder, SecondStats, Totals};
 use crate::report::{Report, RunFacts};
 use crate::schedule::Schedule;
 
@@ -59,7 +60,7 @@ pub async fn run(
 struct Shared {
     endpoint: Endpoint,
     /// Where request tasks return reusable connections to the dispatcher's pool.
-    give_back: mpsc::UnboundedSender<Connection>,
+    returner: ConnectionReturn,
     timeout: Duration,
     start: Instant,
     events: mpsc::UnboundedSender<Event>,
@@ -94,10 +95,10 @@ impl Runner {
         let timeout = config.timeout.0;
         let (events, rx) = mpsc::unbounded_channel();
         let start = Instant::now();
-        let pool = ConnectionPool::default();
+        let pool = ConnectionPool::new(config.connections);
         let shared = Arc::new(Shared {
             endpoint: Endpoint::from_base(&self.base),
-            give_back: pool.returner(),
+            returner: pool.returner(),
             timeout,
             start,
             events,
@@ -216,23 +217,30 @@ async fn dispatch_open(
 ) -> DispatchEnd {
     let mut generator = RequestGenerator::new(&config.mix, base, config.seed);
     let mut counts = SecondCounts::default();
+    // Requests due while every allowed connection is busy, oldest first. They count as in
+    // flight, and their latency still runs from the intended time.
+    let mut waiting: VecDeque<(Instant, PreparedRequest)> = VecDeque::new();
     let mut sent_total = 0u64;
     let mut end = DispatchEnd::Completed;
-    for (n, offset) in schedule.pacer().enumerate() {
+    'schedule: for (n, offset) in schedule.pacer().enumerate() {
         if sent_total >= config.max_requests {
             end = DispatchEnd::Capped;
             break;
         }
         let intended = shared.start + Duration::from_secs_f64(offset);
-        let mut now = Instant::now();
-        if intended > now {
+        loop {
+            serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
+            if intended <= Instant::now() {
+                break;
+            }
             tokio::select! {
                 biased;
-                () = shutdown.as_mut() => { end = DispatchEnd::Interrupted; break; }
+                () = shutdown.as_mut() => { end = DispatchEnd::Interrupted; break 'schedule; }
+                () = pool.wait_for_return(), if !waiting.is_empty() => {}
                 () = tokio::time::sleep_until(intended) => {}
             }
-            now = Instant::now();
-        } else if n % 256 == 0 && shutdown.as_mut().now_or_never().is_some() {
+        }
+        if n % 256 == 0 && shutdown.as_mut().now_or_never().is_some() {
             end = DispatchEnd::Interrupted;
             break;
         }
@@ -245,22 +253,60 @@ async fn dispatch_open(
             counts.dropped += 1;
             continue;
         }
-        if now.saturating_duration_since(intended) > LATE_AFTER {
-            counts.late += 1;
-        }
         counts.sent += 1;
         sent_total += 1;
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let request = generator.next_request();
-        let conn = pool.take();
+        waiting.push_back((intended, generator.next_request()));
+        serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
+    }
+    // The schedule is over: queued requests still get a connection, within one timeout.
+    let deadline = Instant::now() + shared.timeout;
+    while !waiting.is_empty() && Instant::now() < deadline {
+        tokio::select! {
+            () = pool.wait_for_return() => {}
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
+    }
+    for (intended, _) in waiting.drain(..) {
+        let now = Instant::now();
+        let _ = shared.events.send(Event::Done {
+            second: shared.second_of(now),
+            latency_us: micros(now.saturating_duration_since(intended)),
+            outcome: Outcome::Failed(ErrorClass::Timeout),
+        });
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+    let next = counts.second;
+    counts.flush(&shared.events, next);
+    end
+}
+
+/// Starts queued requests while connections are available.
+fn serve_waiting(
+    waiting: &mut VecDeque<(Instant, PreparedRequest)>,
+    pool: &mut ConnectionPool,
+    shared: &Arc<Shared>,
+    counts: &mut SecondCounts,
+) {
+    while !waiting.is_empty() {
+        let conn = match pool.lease() {
+            Lease::Idle(conn) => Some(conn),
+            Lease::Open => None,
+            Lease::Wait => return,
+        };
+        let Some((intended, request)) = waiting.pop_front() else {
+            return;
+        };
+        if Instant::now().saturating_duration_since(intended) > LATE_AFTER {
+            counts.late += 1;
+        }
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
             let (outcome, conn) =
                 client::send(&shared.endpoint, conn, request, shared.timeout).await;
             let done = Instant::now();
-            if let Some(conn) = conn {
-                let _ = shared.give_back.send(conn);
-            }
+            shared.returner.give_back(conn);
             let _ = shared.events.send(Event::Done {
                 second: shared.second_of(done),
                 latency_us: micros(done.saturating_duration_since(intended)),
@@ -269,9 +315,6 @@ async fn dispatch_open(
             shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         });
     }
-    let next = counts.second;
-    counts.flush(&shared.events, next);
-    end
 }
 
 async fn dispatch_max(
