@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # Compares loadgen's maximum throughput with oha's against the same trivial server, in one run,
 # and measures loadgen's peak resident memory at a constant 20,000 requests per second.
+# The two tools take turns for several rounds so that noise from other work on the machine hits
+# both alike; the medians and their ratio are reported.
 #
 # Usage: loadgen/bench/compare-oha.sh
 # Environment:
 #   OHA=path        oha binary (default: `oha` on PATH, else `cargo install oha --locked`)
-#   SECONDS_EACH=N  length of each run (default 10)
+#   SECONDS_EACH=N  length of each max-rate run (default 5) and of the 20k rps run (twice that)
+#   ROUNDS=N        alternating oha/loadgen rounds (default 3)
 #   CONNECTIONS=N   connections for the max-rate runs (default 50, oha's default)
 #   PORT=N          server port on 127.0.0.1 (default 18181)
 #   SERVER_THREADS=N  worker threads of the hello server (default 1)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-SECONDS_EACH=${SECONDS_EACH:-10}
+SECONDS_EACH=${SECONDS_EACH:-5}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-50}
 PORT=${PORT:-18181}
 SERVER_THREADS=${SERVER_THREADS:-1}
 URL="http://127.0.0.1:${PORT}"
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo "== building loadgen and the hello server (release)"
 cargo build --release -q -p tidescale-loadgen --bin loadgen --example hello
 LOADGEN="${TARGET_DIR}/release/loadgen"
@@ -48,19 +53,28 @@ json_number() {
     grep -o "\"$1\"[[:space:]]*:[[:space:]]*[0-9.eE+-]*" | head -n1 | sed 's/.*:[[:space:]]*//'
 }
 
-echo "== oha: ${SECONDS_EACH}s, ${CONNECTIONS} connections, maximum rate"
-OHA_RPS=$("${OHA}" -z "${SECONDS_EACH}s" -c "${CONNECTIONS}" --no-tui --output-format json "${URL}/" \
-    | json_number requestsPerSec)
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "== loadgen: ${SECONDS_EACH}s, ${CONNECTIONS} connections, maximum rate"
-LOADGEN_JSON=$("${LOADGEN}" --url "${URL}" --rate max -c "${CONNECTIONS}" \
-    --duration "${SECONDS_EACH}s" --json)
-LOADGEN_RPS=$(json_number achieved_rps <<<"${LOADGEN_JSON}")
-LOADGEN_ERRORS=$(json_number error_total <<<"${LOADGEN_JSON}")
+OHA_ALL=()
+LOADGEN_ALL=()
+LOADGEN_ERRORS=0
+for round in $(seq 1 "${ROUNDS}"); do
+    echo "== round ${round}/${ROUNDS}: ${SECONDS_EACH}s each, ${CONNECTIONS} connections, maximum rate"
+    rps=$("${OHA}" -z "${SECONDS_EACH}s" -c "${CONNECTIONS}" --no-tui --output-format json "${URL}/" \
+        | json_number requestsPerSec)
+    OHA_ALL+=("${rps}")
+    json=$("${LOADGEN}" --url "${URL}" --rate max -c "${CONNECTIONS}" --duration "${SECONDS_EACH}s" --json)
+    LOADGEN_ALL+=("$(json_number achieved_rps <<<"${json}")")
+    LOADGEN_ERRORS=$((LOADGEN_ERRORS + $(json_number error_total <<<"${json}")))
+    printf "   oha %.0f req/s, loadgen %.0f req/s\n" "${rps}" "${LOADGEN_ALL[-1]}"
+done
+OHA_RPS=$(printf "%s\n" "${OHA_ALL[@]}" | median)
+LOADGEN_RPS=$(printf "%s\n" "${LOADGEN_ALL[@]}" | median)
 
-echo "== loadgen: ${SECONDS_EACH}s at a constant 20000 rps (open loop), sampling VmHWM"
+RATE_SECONDS=$((SECONDS_EACH * 2))
+echo "== loadgen: ${RATE_SECONDS}s at a constant 20000 rps (open loop), sampling VmHWM"
 RSS_JSON_FILE=$(mktemp)
-"${LOADGEN}" --url "${URL}" --rate 20000 --duration "${SECONDS_EACH}s" --json >"${RSS_JSON_FILE}" &
+"${LOADGEN}" --url "${URL}" --rate 20000 --duration "${RATE_SECONDS}s" --json >"${RSS_JSON_FILE}" &
 LG_PID=$!
 PEAK_KB=0
 while kill -0 "${LG_PID}" 2>/dev/null; do
@@ -79,9 +93,9 @@ RATE_LATE=$(json_number late <<<"${RATE_JSON}")
 awk -v oha="${OHA_RPS}" -v lg="${LOADGEN_RPS}" -v errs="${LOADGEN_ERRORS}" \
     -v kb="${PEAK_KB}" -v ach="${RATE_ACHIEVED}" -v p99="${RATE_P99}" \
     -v dropped="${RATE_DROPPED}" -v late="${RATE_LATE}" 'BEGIN {
-    printf "\n%-40s %12.0f req/s\n", "oha max throughput", oha
-    printf "%-40s %12.0f req/s (errors %d)\n", "loadgen max throughput", lg, errs
-    printf "%-40s %12.2f (goal >= 0.80)\n", "ratio loadgen/oha", lg / oha
+    printf "\n%-40s %12.0f req/s\n", "oha max throughput (median)", oha
+    printf "%-40s %12.0f req/s (errors %d)\n", "loadgen max throughput (median)", lg, errs
+    printf "%-40s %12.2f (goal >= 0.80)\n", "ratio of medians loadgen/oha", lg / oha
     printf "%-40s %12.1f MiB (goal <= 50)\n", "loadgen peak RSS at 20k rps (VmHWM)", kb / 1024
     printf "%-40s %12.0f req/s, p99 %.2f ms, dropped %d, late %d\n", "loadgen at 20k rps achieved", ach, p99, dropped, late
 }'

@@ -74,7 +74,7 @@ impl RunConfig {
             load,
             mix: Mix::default(),
             concurrency: 1000,
-            connections: 256,
+            connections: 64,
             timeout: HumanDuration::from_secs(5),
             max_requests: 10_000_000,
             seed: 0,

@@ -32,7 +32,7 @@ struct Cli {
     #[arg(long, short = 'c', default_value_t = 1000)]
     concurrency: usize,
     /// Most connections open at once for scheduled load (requests beyond wait for one).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Per-request timeout.
     #[arg(long, default_value = "5s")]

@@ -146,6 +146,8 @@ pub(crate) enum Event {
         latency_us: u64,
         outcome: Outcome,
     },
+    /// Several events at once (max-rate workers batch their results).
+    Batch(Vec<Event>),
     /// Dispatcher counts for one intended-send second.
     Dispatched {
         second: u32,
@@ -225,6 +227,11 @@ impl Recorder {
 
     pub(crate) fn record(&mut self, event: Event) {
         match event {
+            Event::Batch(events) => {
+                for event in events {
+                    self.record(event);
+                }
+            }
             Event::Done {
                 second,
                 latency_us,

@@ -23,6 +23,9 @@ use crate::schedule::Schedule;
 /// A request sent more than this after its intended time counts as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
 
+/// Results a max-rate worker gathers before sending them to the collector in one message.
+const WORKER_BATCH: usize = 64;
+
 /// A second is closed this long after it ends, so answers still in the channel land in it.
 const CLOSE_GRACE: Duration = Duration::from_millis(150);
 
@@ -37,7 +40,8 @@ pub struct LiveStats {
     pub last_second: Option<SecondStats>,
     /// Totals so far.
     pub totals: Totals,
-    /// Requests in flight now.
+    /// Scheduled requests in flight now (including those waiting for a connection); 0 at
+    /// maximum rate, where each worker always has exactly one.
     pub in_flight: usize,
 }
 
@@ -336,27 +340,41 @@ async fn dispatch_max(
                 (Arc::clone(shared), Arc::clone(&stop), Arc::clone(&issued));
             tokio::spawn(async move {
                 let mut conn = None;
-                loop {
+                // Results go to the collector in batches: one message per many requests.
+                let mut batch: Vec<Event> = Vec::with_capacity(WORKER_BATCH);
+                let mut batch_second = 0;
+                let flush = |batch: &mut Vec<Event>| {
+                    if !batch.is_empty() {
+                        let full = std::mem::replace(batch, Vec::with_capacity(WORKER_BATCH));
+                        let _ = shared.events.send(Event::Batch(full));
+                    }
+                };
+                let capped = loop {
                     let sent_at = Instant::now();
                     if stop.load(Ordering::Relaxed) || sent_at >= deadline {
-                        return false;
+                        break false;
                     }
                     if issued.fetch_add(1, Ordering::Relaxed) >= max_requests {
-                        return true;
+                        break true;
                     }
-                    shared.in_flight.fetch_add(1, Ordering::AcqRel);
                     let request = generator.next_request();
                     let (outcome, back) =
                         client::send(&shared.endpoint, conn.take(), request, shared.timeout).await;
                     conn = back;
                     let done = Instant::now();
-                    let _ = shared.events.send(Event::Done {
-                        second: shared.second_of(done),
+                    let second = shared.second_of(done);
+                    if batch.len() >= WORKER_BATCH || second != batch_second {
+                        flush(&mut batch);
+                        batch_second = second;
+                    }
+                    batch.push(Event::Done {
+                        second,
                         latency_us: micros(done.saturating_duration_since(sent_at)),
                         outcome,
                     });
-                    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                }
+                };
+                flush(&mut batch);
+                capped
             })
         })
         .collect();
