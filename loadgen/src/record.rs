@@ -96,7 +96,7 @@ pub struct SecondStats {
     pub second: u32,
     /// Requests the schedule asked for.
     pub offered: u64,
-    /// Requests actually sent.
+    /// Requests accepted for sending (on a connection, or queued for the next free one).
     pub sent: u64,
     /// Requests not sent because the in-flight cap was reached.
     pub dropped: u64,
