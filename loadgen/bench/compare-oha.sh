@@ -7,16 +7,18 @@
 # Usage: loadgen/bench/compare-oha.sh
 # Environment:
 #   OHA=path        oha binary (default: `oha` on PATH, else `cargo install oha --locked`)
-#   SECONDS_EACH=N  length of each max-rate run (default 5) and of the 20k rps run (twice that)
-#   ROUNDS=N        alternating oha/loadgen rounds (default 3)
+#   REQUESTS=N      requests per max-rate run (default 150000)
+#   SECONDS_EACH=N  length of the 20k rps run (default 10)
+#   ROUNDS=N        alternating oha/loadgen rounds (default 4)
 #   CONNECTIONS=N   connections for the max-rate runs (default 50, oha's default)
 #   PORT=N          server port on 127.0.0.1 (default 18181)
 #   SERVER_THREADS=N  worker threads of the hello server (default 1)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-SECONDS_EACH=${SECONDS_EACH:-5}
-ROUNDS=${ROUNDS:-3}
+SECONDS_EACH=${SECONDS_EACH:-10}
+REQUESTS=${REQUESTS:-150000}
+ROUNDS=${ROUNDS:-4}
 CONNECTIONS=${CONNECTIONS:-50}
 PORT=${PORT:-18181}
 SERVER_THREADS=${SERVER_THREADS:-1}
@@ -55,23 +57,43 @@ json_number() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# Both tools send the same fixed number of requests per round; throughput is each tool's own
+# figure, and CPU seconds (user + system, from /usr/bin/time) show the client's cost per request,
+# which other work on the machine disturbs less than throughput.
+cpu_of() { awk '{ print $1 + $2 }' "$1"; }
 OHA_ALL=()
 LOADGEN_ALL=()
+OHA_CPU=()
+LOADGEN_CPU=()
 LOADGEN_ERRORS=0
-for round in $(seq 1 "${ROUNDS}"); do
-    echo "== round ${round}/${ROUNDS}: ${SECONDS_EACH}s each, ${CONNECTIONS} connections, maximum rate"
-    rps=$("${OHA}" -z "${SECONDS_EACH}s" -c "${CONNECTIONS}" --no-tui --output-format json "${URL}/" \
-        | json_number requestsPerSec)
-    OHA_ALL+=("${rps}")
-    json=$("${LOADGEN}" --url "${URL}" --rate max -c "${CONNECTIONS}" --duration "${SECONDS_EACH}s" --json)
+TIMES=$(mktemp)
+run_oha() {
+    OHA_ALL+=("$(/usr/bin/time -o "${TIMES}" -f "%U %S" "${OHA}" -n "${REQUESTS}" \
+        -c "${CONNECTIONS}" --no-tui --output-format json "${URL}/" | json_number requestsPerSec)")
+    OHA_CPU+=("$(cpu_of "${TIMES}")")
+}
+run_loadgen() {
+    local json
+    json=$(/usr/bin/time -o "${TIMES}" -f "%U %S" "${LOADGEN}" --url "${URL}" --rate max \
+        -c "${CONNECTIONS}" --duration 10m --max-requests "${REQUESTS}" --json)
     LOADGEN_ALL+=("$(json_number achieved_rps <<<"${json}")")
+    LOADGEN_CPU+=("$(cpu_of "${TIMES}")")
     LOADGEN_ERRORS=$((LOADGEN_ERRORS + $(json_number error_total <<<"${json}")))
-    printf "   oha %.0f req/s, loadgen %.0f req/s\n" "${rps}" "${LOADGEN_ALL[-1]}"
+}
+for round in $(seq 1 "${ROUNDS}"); do
+    echo "== round ${round}/${ROUNDS}: ${REQUESTS} requests each, ${CONNECTIONS} connections, maximum rate"
+    # Who goes first alternates, so a burst of outside work does not always hit the same tool.
+    if (( round % 2 )); then run_oha; run_loadgen; else run_loadgen; run_oha; fi
+    printf "   oha %.0f req/s (cpu %.2f s), loadgen %.0f req/s (cpu %.2f s)\n" \
+        "${OHA_ALL[-1]}" "${OHA_CPU[-1]}" "${LOADGEN_ALL[-1]}" "${LOADGEN_CPU[-1]}"
 done
+rm -f "${TIMES}"
 OHA_RPS=$(printf "%s\n" "${OHA_ALL[@]}" | median)
 LOADGEN_RPS=$(printf "%s\n" "${LOADGEN_ALL[@]}" | median)
+OHA_CPU_MED=$(printf "%s\n" "${OHA_CPU[@]}" | median)
+LOADGEN_CPU_MED=$(printf "%s\n" "${LOADGEN_CPU[@]}" | median)
 
-RATE_SECONDS=$((SECONDS_EACH * 2))
+RATE_SECONDS=${SECONDS_EACH}
 echo "== loadgen: ${RATE_SECONDS}s at a constant 20000 rps (open loop), sampling VmHWM"
 RSS_JSON_FILE=$(mktemp)
 "${LOADGEN}" --url "${URL}" --rate 20000 --duration "${RATE_SECONDS}s" --json >"${RSS_JSON_FILE}" &
@@ -92,10 +114,12 @@ RATE_LATE=$(json_number late <<<"${RATE_JSON}")
 
 awk -v oha="${OHA_RPS}" -v lg="${LOADGEN_RPS}" -v errs="${LOADGEN_ERRORS}" \
     -v kb="${PEAK_KB}" -v ach="${RATE_ACHIEVED}" -v p99="${RATE_P99}" \
-    -v dropped="${RATE_DROPPED}" -v late="${RATE_LATE}" 'BEGIN {
+    -v dropped="${RATE_DROPPED}" -v late="${RATE_LATE}" -v n="${REQUESTS}" \
+    -v ocpu="${OHA_CPU_MED}" -v lcpu="${LOADGEN_CPU_MED}" 'BEGIN {
     printf "\n%-40s %12.0f req/s\n", "oha max throughput (median)", oha
     printf "%-40s %12.0f req/s (errors %d)\n", "loadgen max throughput (median)", lg, errs
     printf "%-40s %12.2f (goal >= 0.80)\n", "ratio of medians loadgen/oha", lg / oha
+    printf "%-40s %12.2f s oha, %.2f s loadgen (ratio %.2f)\n", "client CPU per 100k requests (median)", ocpu * 100000 / n, lcpu * 100000 / n, lcpu / ocpu
     printf "%-40s %12.1f MiB (goal <= 50)\n", "loadgen peak RSS at 20k rps (VmHWM)", kb / 1024
     printf "%-40s %12.0f req/s, p99 %.2f ms, dropped %d, late %d\n", "loadgen at 20k rps achieved", ach, p99, dropped, late
 }'

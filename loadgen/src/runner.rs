@@ -331,54 +331,46 @@ async fn dispatch_max(
     let deadline = shared.start + duration;
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
-    let max_requests = config.max_requests;
-    let workers: Vec<_> = (0..config.concurrency as u64)
-        .map(|w| {
-            let mut generator =
-                RequestGenerator::new(&config.mix, base, config.seed.wrapping_add(w));
-            let (shared, stop, issued) =
-                (Arc::clone(shared), Arc::clone(&stop), Arc::clone(&issued));
-            tokio::spawn(async move {
-                let mut conn = None;
-                // Results go to the collector in batches: one message per many requests.
-                let mut batch: Vec<Event> = Vec::with_capacity(WORKER_BATCH);
-                let mut batch_second = 0;
-                let flush = |batch: &mut Vec<Event>| {
-                    if !batch.is_empty() {
-                        let full = std::mem::replace(batch, Vec::with_capacity(WORKER_BATCH));
-                        let _ = shared.events.send(Event::Batch(full));
-                    }
-                };
-                let capped = loop {
-                    let sent_at = Instant::now();
-                    if stop.load(Ordering::Relaxed) || sent_at >= deadline {
-                        break false;
-                    }
-                    if issued.fetch_add(1, Ordering::Relaxed) >= max_requests {
-                        break true;
-                    }
-                    let request = generator.next_request();
-                    let (outcome, back) =
-                        client::send(&shared.endpoint, conn.take(), request, shared.timeout).await;
-                    conn = back;
-                    let done = Instant::now();
-                    let second = shared.second_of(done);
-                    if batch.len() >= WORKER_BATCH || second != batch_second {
-                        flush(&mut batch);
-                        batch_second = second;
-                    }
-                    batch.push(Event::Done {
-                        second,
-                        latency_us: micros(done.saturating_duration_since(sent_at)),
-                        outcome,
+    // One single-threaded runtime per core, each with its share of workers: a worker and its
+    // connection stay on one thread, so no wake-up crosses threads on the hot path.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, config.concurrency.max(1));
+    let mut lanes: Vec<Vec<Pin<Box<dyn Future<Output = bool> + Send>>>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for w in 0..config.concurrency {
+        let generator =
+            RequestGenerator::new(&config.mix, base, config.seed.wrapping_add(w as u64));
+        lanes[w % threads].push(Box::pin(max_worker(
+            Arc::clone(shared),
+            Arc::clone(&stop),
+            Arc::clone(&issued),
+            generator,
+            deadline,
+            config.max_requests,
+        )));
+    }
+    let mut finished = Vec::with_capacity(threads);
+    for (i, lane) in lanes.into_iter().enumerate() {
+        let (done, finished_rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("loadgen-{i}"))
+            .spawn(move || {
+                let capped = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| {
+                        rt.block_on(futures::future::join_all(lane))
+                            .into_iter()
+                            .any(|capped| capped)
                     });
-                };
-                flush(&mut batch);
-                capped
-            })
-        })
-        .collect();
-    let all = futures::future::join_all(workers);
+                let _ = done.send(capped.unwrap_or(false));
+            });
+        if spawned.is_ok() {
+            finished.push(finished_rx);
+        }
+    }
+    let all = futures::future::join_all(finished);
     tokio::pin!(all);
     let (interrupted, results) = tokio::select! {
         results = &mut all => (false, results),
@@ -394,6 +386,54 @@ async fn dispatch_max(
     } else {
         DispatchEnd::Completed
     }
+}
+
+/// One closed-loop worker: sends back to back on its own connection until told to stop; returns
+/// whether it stopped at the request cap.
+async fn max_worker(
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    issued: Arc<AtomicU64>,
+    mut generator: RequestGenerator,
+    deadline: Instant,
+    max_requests: u64,
+) -> bool {
+    let mut conn = None;
+    // Results go to the collector in batches: one message per many requests.
+    let mut batch: Vec<Event> = Vec::with_capacity(WORKER_BATCH);
+    let mut batch_second = 0;
+    let flush = |batch: &mut Vec<Event>| {
+        if !batch.is_empty() {
+            let full = std::mem::replace(batch, Vec::with_capacity(WORKER_BATCH));
+            let _ = shared.events.send(Event::Batch(full));
+        }
+    };
+    let capped = loop {
+        let sent_at = Instant::now();
+        if stop.load(Ordering::Relaxed) || sent_at >= deadline {
+            break false;
+        }
+        if issued.fetch_add(1, Ordering::Relaxed) >= max_requests {
+            break true;
+        }
+        let request = generator.next_request();
+        let (outcome, back) =
+            client::send(&shared.endpoint, conn.take(), request, shared.timeout).await;
+        conn = back;
+        let done = Instant::now();
+        let second = shared.second_of(done);
+        if batch.len() >= WORKER_BATCH || second != batch_second {
+            flush(&mut batch);
+            batch_second = second;
+        }
+        batch.push(Event::Done {
+            second,
+            latency_us: micros(done.saturating_duration_since(sent_at)),
+            outcome,
+        });
+    };
+    flush(&mut batch);
+    capped
 }
 
 fn micros(d: Duration) -> u64 {
