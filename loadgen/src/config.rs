@@ -53,6 +53,9 @@ pub struct RunConfig {
     pub mix: Mix,
     /// In-flight cap (open loop) or number of workers (max rate).
     pub concurrency: usize,
+    /// Most connections open at once for scheduled load; requests due while all are busy wait
+    /// for one (their latency still counts from the intended time). Max-rate workers each own one.
+    pub connections: usize,
     /// Per-request timeout, from the moment the request is sent.
     pub timeout: HumanDuration,
     /// Hard cap on requests sent; the run stops when it is reached.
@@ -71,6 +74,7 @@ impl RunConfig {
             load,
             mix: Mix::default(),
             concurrency: 1000,
+            connections: 64,
             timeout: HumanDuration::from_secs(5),
             max_requests: 10_000_000,
             seed: 0,
@@ -112,6 +116,9 @@ impl RunConfig {
         }
         if self.concurrency == 0 {
             problems.push("concurrency must be at least 1".to_string());
+        }
+        if self.connections == 0 {
+            problems.push("connections must be at least 1".to_string());
         }
         if self.timeout.0.is_zero() {
             problems.push("timeout must be above 0".to_string());

@@ -31,6 +31,9 @@ struct Cli {
     /// In-flight cap for scheduled load (more is dropped and counted); workers for `--rate max`.
     #[arg(long, short = 'c', default_value_t = 1000)]
     concurrency: usize,
+    /// Most connections open at once for scheduled load (requests beyond wait for one).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
     /// Per-request timeout.
     #[arg(long, default_value = "5s")]
     timeout: HumanDuration,
@@ -166,6 +169,7 @@ fn build_config(cli: &Cli) -> Result<RunConfig, String> {
         load,
         mix,
         concurrency: cli.concurrency,
+        connections: cli.connections,
         timeout: cli.timeout,
         max_requests: cli.max_requests,
         seed: cli.seed,

@@ -181,7 +181,7 @@ pub struct PreparedRequest {
     pub entry: usize,
     /// The method.
     pub method: Method,
-    /// The absolute URI.
+    /// The origin-form URI (path and query, with the base URL's path prefix).
     pub uri: Uri,
     /// The body (empty for GET).
     pub body: Bytes,
@@ -206,11 +206,9 @@ enum Compiled {
     Dynamic(Method, RequestKind),
 }
 
-/// Scheme, authority and path prefix of the target.
+/// Path prefix of the target's base URL; requests carry origin-form URIs (path and query).
 #[derive(Clone, Debug)]
 struct BaseUrl {
-    scheme: hyper::http::uri::Scheme,
-    authority: hyper::http::uri::Authority,
     prefix: String,
 }
 
@@ -220,8 +218,6 @@ impl BaseUrl {
         full.push_str(&self.prefix);
         full.push_str(path);
         Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
             .path_and_query(full)
             .build()
             .unwrap_or_else(|_| Uri::from_static("/"))
@@ -234,14 +230,6 @@ impl RequestGenerator {
     /// The mix must have passed [`Mix::validate`].
     pub fn new(mix: &Mix, base: &Uri, seed: u64) -> Self {
         let base = BaseUrl {
-            scheme: base
-                .scheme()
-                .cloned()
-                .unwrap_or(hyper::http::uri::Scheme::HTTP),
-            authority: base
-                .authority()
-                .cloned()
-                .unwrap_or_else(|| hyper::http::uri::Authority::from_static("127.0.0.1")),
             prefix: base.path().trim_end_matches('/').to_string(),
         };
         let mut cumulative = Vec::with_capacity(mix.entries.len());
@@ -367,7 +355,7 @@ mod tests {
         };
         assert_eq!(take(7), take(7));
         assert_ne!(take(7), take(8));
-        assert!(take(7)[0].contains("http://127.0.0.1:9/api/"));
+        assert!(take(7)[0].contains(" /api/"), "{}", take(7)[0]);
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub struct SecondStats {
     pub second: u32,
     /// Requests the schedule asked for.
     pub offered: u64,
-    /// Requests actually sent.
+    /// Requests accepted for sending (on a connection, or queued for the next free one).
     pub sent: u64,
     /// Requests not sent because the in-flight cap was reached.
     pub dropped: u64,
@@ -146,6 +146,8 @@ pub(crate) enum Event {
         latency_us: u64,
         outcome: Outcome,
     },
+    /// Several events at once (max-rate workers batch their results).
+    Batch(Vec<Event>),
     /// Dispatcher counts for one intended-send second.
     Dispatched {
         second: u32,
@@ -225,6 +227,11 @@ impl Recorder {
 
     pub(crate) fn record(&mut self, event: Event) {
         match event {
+            Event::Batch(events) => {
+                for event in events {
+                    self.record(event);
+                }
+            }
             Event::Done {
                 second,
                 latency_us,

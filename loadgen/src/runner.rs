@@ -1,5 +1,6 @@
 //! The run: an open-loop dispatcher (or closed-loop workers), request tasks and the collector.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,15 +13,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::client::{self, HttpClient};
+use crate::client::{self, ConnectionPool, ConnectionReturn, Endpoint, Lease};
 use crate::config::{ConfigError, Load, RunConfig};
-use crate::mix::RequestGenerator;
-use crate::record::{Event, Recorder, SecondStats, Totals};
+use crate::mix::{PreparedRequest, RequestGenerator};
+use crate::record::{ErrorClass, Event, Outcome, Recorder, SecondStats, Totals};
 use crate::report::{Report, RunFacts};
 use crate::schedule::Schedule;
 
 /// A request sent more than this after its intended time counts as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
+
+/// Results a max-rate worker gathers before sending them to the collector in one message.
+const WORKER_BATCH: usize = 64;
 
 /// A second is closed this long after it ends, so answers still in the channel land in it.
 const CLOSE_GRACE: Duration = Duration::from_millis(150);
@@ -36,7 +40,8 @@ pub struct LiveStats {
     pub last_second: Option<SecondStats>,
     /// Totals so far.
     pub totals: Totals,
-    /// Requests in flight now.
+    /// Scheduled requests in flight now (including those waiting for a connection); 0 at
+    /// maximum rate, where each worker always has exactly one.
     pub in_flight: usize,
 }
 
@@ -57,7 +62,9 @@ pub async fn run(
 }
 
 struct Shared {
-    client: HttpClient,
+    endpoint: Endpoint,
+    /// Where request tasks return reusable connections to the dispatcher's pool.
+    returner: ConnectionReturn,
     timeout: Duration,
     start: Instant,
     events: mpsc::UnboundedSender<Event>,
@@ -92,8 +99,10 @@ impl Runner {
         let timeout = config.timeout.0;
         let (events, rx) = mpsc::unbounded_channel();
         let start = Instant::now();
+        let pool = ConnectionPool::new(config.connections);
         let shared = Arc::new(Shared {
-            client: client::build(config.concurrency, timeout),
+            endpoint: Endpoint::from_base(&self.base),
+            returner: pool.returner(),
             timeout,
             start,
             events,
@@ -110,7 +119,15 @@ impl Runner {
         let mut shutdown = std::pin::pin!(shutdown);
         let outcome = match &config.load {
             Load::Schedule(schedule) => {
-                dispatch_open(config, &self.base, schedule, &shared, shutdown.as_mut()).await
+                dispatch_open(
+                    config,
+                    &self.base,
+                    schedule,
+                    &shared,
+                    pool,
+                    shutdown.as_mut(),
+                )
+                .await
             }
             Load::Max { duration } => {
                 dispatch_max(config, &self.base, duration.0, &shared, shutdown.as_mut()).await
@@ -199,27 +216,35 @@ async fn dispatch_open(
     base: &Uri,
     schedule: &Schedule,
     shared: &Arc<Shared>,
+    mut pool: ConnectionPool,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> DispatchEnd {
     let mut generator = RequestGenerator::new(&config.mix, base, config.seed);
     let mut counts = SecondCounts::default();
+    // Requests due while every allowed connection is busy, oldest first. They count as in
+    // flight, and their latency still runs from the intended time.
+    let mut waiting: VecDeque<(Instant, PreparedRequest)> = VecDeque::new();
     let mut sent_total = 0u64;
     let mut end = DispatchEnd::Completed;
-    for (n, offset) in schedule.pacer().enumerate() {
+    'schedule: for (n, offset) in schedule.pacer().enumerate() {
         if sent_total >= config.max_requests {
             end = DispatchEnd::Capped;
             break;
         }
         let intended = shared.start + Duration::from_secs_f64(offset);
-        let mut now = Instant::now();
-        if intended > now {
+        loop {
+            serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
+            if intended <= Instant::now() {
+                break;
+            }
             tokio::select! {
                 biased;
-                () = shutdown.as_mut() => { end = DispatchEnd::Interrupted; break; }
+                () = shutdown.as_mut() => { end = DispatchEnd::Interrupted; break 'schedule; }
+                () = pool.wait_for_return(), if !waiting.is_empty() => {}
                 () = tokio::time::sleep_until(intended) => {}
             }
-            now = Instant::now();
-        } else if n % 256 == 0 && shutdown.as_mut().now_or_never().is_some() {
+        }
+        if n % 256 == 0 && shutdown.as_mut().now_or_never().is_some() {
             end = DispatchEnd::Interrupted;
             break;
         }
@@ -232,17 +257,60 @@ async fn dispatch_open(
             counts.dropped += 1;
             continue;
         }
-        if now.saturating_duration_since(intended) > LATE_AFTER {
-            counts.late += 1;
-        }
         counts.sent += 1;
         sent_total += 1;
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let request = generator.next_request();
+        waiting.push_back((intended, generator.next_request()));
+        serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
+    }
+    // The schedule is over: queued requests still get a connection, within one timeout.
+    let deadline = Instant::now() + shared.timeout;
+    while !waiting.is_empty() && Instant::now() < deadline {
+        tokio::select! {
+            () = pool.wait_for_return() => {}
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
+    }
+    for (intended, _) in waiting.drain(..) {
+        let now = Instant::now();
+        let _ = shared.events.send(Event::Done {
+            second: shared.second_of(now),
+            latency_us: micros(now.saturating_duration_since(intended)),
+            outcome: Outcome::Failed(ErrorClass::Timeout),
+        });
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+    let next = counts.second;
+    counts.flush(&shared.events, next);
+    end
+}
+
+/// Starts queued requests while connections are available.
+fn serve_waiting(
+    waiting: &mut VecDeque<(Instant, PreparedRequest)>,
+    pool: &mut ConnectionPool,
+    shared: &Arc<Shared>,
+    counts: &mut SecondCounts,
+) {
+    while !waiting.is_empty() {
+        let conn = match pool.lease() {
+            Lease::Idle(conn) => Some(conn),
+            Lease::Open => None,
+            Lease::Wait => return,
+        };
+        let Some((intended, request)) = waiting.pop_front() else {
+            return;
+        };
+        if Instant::now().saturating_duration_since(intended) > LATE_AFTER {
+            counts.late += 1;
+        }
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
-            let outcome = client::send(&shared.client, request, shared.timeout).await;
+            let (outcome, conn) =
+                client::send(&shared.endpoint, conn, request, shared.timeout).await;
             let done = Instant::now();
+            shared.returner.give_back(conn);
             let _ = shared.events.send(Event::Done {
                 second: shared.second_of(done),
                 latency_us: micros(done.saturating_duration_since(intended)),
@@ -251,9 +319,6 @@ async fn dispatch_open(
             shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         });
     }
-    let next = counts.second;
-    counts.flush(&shared.events, next);
-    end
 }
 
 async fn dispatch_max(
@@ -266,37 +331,46 @@ async fn dispatch_max(
     let deadline = shared.start + duration;
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
-    let max_requests = config.max_requests;
-    let workers: Vec<_> = (0..config.concurrency as u64)
-        .map(|w| {
-            let mut generator =
-                RequestGenerator::new(&config.mix, base, config.seed.wrapping_add(w));
-            let (shared, stop, issued) =
-                (Arc::clone(shared), Arc::clone(&stop), Arc::clone(&issued));
-            tokio::spawn(async move {
-                loop {
-                    let sent_at = Instant::now();
-                    if stop.load(Ordering::Relaxed) || sent_at >= deadline {
-                        return false;
-                    }
-                    if issued.fetch_add(1, Ordering::Relaxed) >= max_requests {
-                        return true;
-                    }
-                    shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                    let request = generator.next_request();
-                    let outcome = client::send(&shared.client, request, shared.timeout).await;
-                    let done = Instant::now();
-                    let _ = shared.events.send(Event::Done {
-                        second: shared.second_of(done),
-                        latency_us: micros(done.saturating_duration_since(sent_at)),
-                        outcome,
+    // One single-threaded runtime per core, each with its share of workers: a worker and its
+    // connection stay on one thread, so no wake-up crosses threads on the hot path.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, config.concurrency.max(1));
+    let mut lanes: Vec<Vec<Pin<Box<dyn Future<Output = bool> + Send>>>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for w in 0..config.concurrency {
+        let generator =
+            RequestGenerator::new(&config.mix, base, config.seed.wrapping_add(w as u64));
+        lanes[w % threads].push(Box::pin(max_worker(
+            Arc::clone(shared),
+            Arc::clone(&stop),
+            Arc::clone(&issued),
+            generator,
+            deadline,
+            config.max_requests,
+        )));
+    }
+    let mut finished = Vec::with_capacity(threads);
+    for (i, lane) in lanes.into_iter().enumerate() {
+        let (done, finished_rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("loadgen-{i}"))
+            .spawn(move || {
+                let capped = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| {
+                        rt.block_on(futures::future::join_all(lane))
+                            .into_iter()
+                            .any(|capped| capped)
                     });
-                    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                }
-            })
-        })
-        .collect();
-    let all = futures::future::join_all(workers);
+                let _ = done.send(capped.unwrap_or(false));
+            });
+        if spawned.is_ok() {
+            finished.push(finished_rx);
+        }
+    }
+    let all = futures::future::join_all(finished);
     tokio::pin!(all);
     let (interrupted, results) = tokio::select! {
         results = &mut all => (false, results),
@@ -312,6 +386,54 @@ async fn dispatch_max(
     } else {
         DispatchEnd::Completed
     }
+}
+
+/// One closed-loop worker: sends back to back on its own connection until told to stop; returns
+/// whether it stopped at the request cap.
+async fn max_worker(
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    issued: Arc<AtomicU64>,
+    mut generator: RequestGenerator,
+    deadline: Instant,
+    max_requests: u64,
+) -> bool {
+    let mut conn = None;
+    // Results go to the collector in batches: one message per many requests.
+    let mut batch: Vec<Event> = Vec::with_capacity(WORKER_BATCH);
+    let mut batch_second = 0;
+    let flush = |batch: &mut Vec<Event>| {
+        if !batch.is_empty() {
+            let full = std::mem::replace(batch, Vec::with_capacity(WORKER_BATCH));
+            let _ = shared.events.send(Event::Batch(full));
+        }
+    };
+    let capped = loop {
+        let sent_at = Instant::now();
+        if stop.load(Ordering::Relaxed) || sent_at >= deadline {
+            break false;
+        }
+        if issued.fetch_add(1, Ordering::Relaxed) >= max_requests {
+            break true;
+        }
+        let request = generator.next_request();
+        let (outcome, back) =
+            client::send(&shared.endpoint, conn.take(), request, shared.timeout).await;
+        conn = back;
+        let done = Instant::now();
+        let second = shared.second_of(done);
+        if batch.len() >= WORKER_BATCH || second != batch_second {
+            flush(&mut batch);
+            batch_second = second;
+        }
+        batch.push(Event::Done {
+            second,
+            latency_us: micros(done.saturating_duration_since(sent_at)),
+            outcome,
+        });
+    };
+    flush(&mut batch);
+    capped
 }
 
 fn micros(d: Duration) -> u64 {

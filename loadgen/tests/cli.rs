@@ -44,6 +44,17 @@ fn bad_input_exits_2_with_one_clear_message() {
     assert_rejected(&["--rate", "10", "--duration", "ten"], "invalid duration");
     assert_rejected(&["--rate", "10", "--bogus"], "--bogus");
     assert_rejected(&[], "give a load");
+    assert_rejected(
+        &["--schedule", "/nonexistent/s.yaml"],
+        "cannot read /nonexistent/s.yaml",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "segments:\n  - zigzag: { rps: 1 }\n").unwrap();
+    assert_rejected(
+        &["--schedule", bad.to_str().unwrap()],
+        "cannot parse schedule",
+    );
     // Several problems at once stay on one line, all named.
     assert_rejected(
         &["--shape", "sine:min=9,max=1,period=0s", "-c", "0"],

