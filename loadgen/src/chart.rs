@@ -38,6 +38,18 @@ pub struct Series {
     pub color: [u8; 3],
     /// `(x, y)` points in x order.
     pub points: Vec<(f64, f64)>,
+    /// How the points are drawn.
+    pub style: Style,
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Style {
+    /// A line through the points.
+    #[default]
+    Line,
+    /// A marker at each point, no line (events such as decisions).
+    Markers,
 }
 
 /// One plot area with its own y axis; panels share the x axis and stack vertically.
@@ -139,15 +151,30 @@ pub fn draw<DB: DrawingBackend>(
         for series in &panel.series {
             let [r, g, b] = series.color;
             let color = RGBColor(r, g, b);
-            ctx.draw_series(LineSeries::new(
-                series.points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(series.name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+            match series.style {
+                Style::Line => {
+                    ctx.draw_series(LineSeries::new(
+                        series.points.iter().copied(),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?
+                    .label(series.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                }
+                Style::Markers => {
+                    ctx.draw_series(
+                        series
+                            .points
+                            .iter()
+                            .map(|&p| TriangleMarker::new(p, 6, color.filled())),
+                    )
+                    .map_err(err)?
+                    .label(series.name.as_str())
+                    .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 6, color.filled()));
+                }
+            }
         }
         ctx.configure_series_labels()
             .background_style(WHITE.mix(0.8))
@@ -177,6 +204,7 @@ mod tests {
                     name: "achieved".into(),
                     color: [0, 0, 255],
                     points: vec![(0.0, 1.0), (1.0, 3.0), (2.0, 2.0)],
+                    style: Style::Line,
                 }],
             }],
         };

@@ -242,6 +242,7 @@ impl Report {
                 .iter()
                 .map(|s| (f64::from(s.second), f(s)))
                 .collect(),
+            style: chart::Style::Line,
         };
         Chart {
             title: format!("loadgen: {}", self.summary.url),

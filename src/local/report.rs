@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tidescale_loadgen::chart::{self, Chart, Panel, Series};
+use tidescale_loadgen::chart::{self, Chart, Panel, Series, Style};
 use tidescale_loadgen::{Report as LoadReport, Schedule};
 
 use crate::control::TickRecord;
@@ -212,6 +212,7 @@ fn series(name: &str, color: [u8; 3], points: Vec<(f64, f64)>) -> Series {
         name: name.to_string(),
         color,
         points,
+        style: Style::Line,
     }
 }
 
@@ -262,7 +263,10 @@ pub fn timeline_chart(run: &RunResult) -> Chart {
                 series: vec![
                     series("desired", [31, 119, 180], desired),
                     series("ready", [44, 160, 44], ready),
-                    series("scale decisions", [214, 39, 40], decisions),
+                    Series {
+                        style: Style::Markers,
+                        ..series("scale decisions", [214, 39, 40], decisions)
+                    },
                 ],
             },
             Panel {
