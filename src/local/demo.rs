@@ -22,6 +22,7 @@ use crate::config::DurationSpec;
 use crate::control::{LoopOptions, PolicyLoop};
 use crate::engine::{Policy, Replicas, Requests};
 use crate::source::BuildContext;
+use crate::store::SampleStore;
 use crate::spec::{BehaviorSpec, ScalingPolicySpec, ScalingRulesSpec, SpecError, load_policy_yaml};
 use crate::target::{PoolConfig, ProcessPool, ScaleTarget};
 use crate::telemetry::Telemetry;
@@ -352,12 +353,14 @@ pub async fn run_once(
     };
     let target: Arc<dyn ScaleTarget> = pool.clone();
     let (rec_tx, mut rec_rx) = tokio::sync::mpsc::unbounded_channel();
+    // The store keeps the latest reading of every metric, as the adapter would serve it.
+    let store = SampleStore::new(64);
     let policy_loop = PolicyLoop::new(
         spec,
         policy,
         target,
         ctx,
-        None,
+        Some(&store),
         Arc::new(Telemetry::new()),
         options,
     )
