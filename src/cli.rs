@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Read every metric of a policy at its interval and print each reading, without scaling.
     Probe(ProbeArgs),
+    /// Serve custom.metrics.k8s.io and external.metrics.k8s.io for the native HPA.
+    Adapter(crate::adapter::run::AdapterArgs),
 }
 
 /// Arguments of `tidescale probe`.

@@ -25,6 +25,20 @@ fn main() -> ExitCode {
                 tidescale::probe::run(&args, &mut out, shutdown).await?;
                 Ok(())
             }
+            Command::Adapter(args) => {
+                tracing_subscriber::fmt()
+                    .with_env_filter(
+                        tracing_subscriber::EnvFilter::try_from_default_env()
+                            .unwrap_or_else(|_| "info".into()),
+                    )
+                    .with_writer(std::io::stderr)
+                    .init();
+                let shutdown = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                tidescale::adapter::run::run(&args, shutdown).await?;
+                Ok(())
+            }
         }
     });
     match result {

@@ -1,0 +1,1 @@
+//! Tests of the router: every path, error and health answer.
