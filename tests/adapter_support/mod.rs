@@ -25,6 +25,9 @@ use tidescale::adapter::run::{AdapterArgs, AuthorizationMode, run_on};
 use tidescale::adapter::tls::ca_verifier;
 use tokio::net::TcpListener;
 
+/// Review requests the mock cluster received: (path, body).
+pub type ReviewLog = Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
 /// A CA that can issue leaf certificates.
 pub struct Ca {
     pub pem: String,
@@ -157,7 +160,7 @@ pub async fn gauge_server(initial: f64) -> GaugeServer {
 
 /// Answers TokenReview (`good-token` → user `tokenuser`) and SubjectAccessReview (allowed for
 /// every user except `eve`) like a Kubernetes API server would; records every request body.
-pub fn mock_kube() -> (kube::Client, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+pub fn mock_kube() -> (kube::Client, ReviewLog) {
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -192,7 +195,7 @@ pub struct Adapter {
     pub port: u16,
     pub pki: Pki,
     pub gauge: GaugeServer,
-    pub reviews: Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    pub reviews: ReviewLog,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
