@@ -17,6 +17,7 @@ pub mod refresh;
 pub mod run;
 pub mod selector;
 pub mod tls;
+pub mod trust;
 pub mod wire;
 
 use std::sync::Arc;

@@ -17,8 +17,10 @@ use super::auth::{
 };
 use super::config::AdapterConfig;
 use super::kube_auth::KubeReviewer;
-use super::tls::{CertSource, ServerTls, ca_verifier};
+use super::tls::{CertSource, ServerTls, verifier_for};
+use super::trust::TrustRoots;
 use super::{AdapterState, Security, refresh, router};
+use rustls::pki_types::CertificateDer;
 
 /// How requests are authorized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -96,6 +98,9 @@ pub enum RunError {
     /// The Kubernetes client could not be built.
     #[error("kubernetes client: {0}")]
     Kube(String),
+    /// The trust roots could not be read.
+    #[error(transparent)]
+    Trust(#[from] super::trust::TrustError),
     /// Binding or serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
@@ -120,29 +125,54 @@ async fn kube_client(path: Option<&PathBuf>) -> Result<Option<kube::Client>, Run
         .map_err(|e| RunError::Kube(e.to_string()))
 }
 
-/// Builds the security settings from the flags.
-pub async fn security(args: &AdapterArgs) -> Result<Security, RunError> {
+/// Security settings, and the CA certificates to advertise in the TLS handshake.
+pub struct Prepared {
+    /// Authentication and authorization.
+    pub security: Security,
+    /// The client and requestheader CA certificates.
+    pub ca_hints: Vec<CertificateDer<'static>>,
+}
+
+/// Builds the security settings from the flags; CA bundles not given as files are read from
+/// the `extension-apiserver-authentication` ConfigMap when a cluster is reachable.
+pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
     if args.insecure_dev_mode {
         tracing::warn!(
             "--insecure-dev-mode: AUTHENTICATION AND AUTHORIZATION ARE OFF; anyone who can connect reads every metric"
         );
-        return Ok(Security::Off);
+        return Ok(Prepared {
+            security: Security::Off,
+            ca_hints: vec![],
+        });
     }
-    let request_header = match &args.requestheader_client_ca_file {
-        Some(f) => Some(RequestHeaderAuth {
-            verifier: ca_verifier(f)?,
-            allowed_names: args.requestheader_allowed_names.clone(),
+    let authn_client = kube_client(args.authentication_kubeconfig.as_ref()).await?;
+    let from_cluster = match (
+        &args.client_ca_file,
+        &args.requestheader_client_ca_file,
+        &authn_client,
+    ) {
+        (Some(_), Some(_), _) | (_, _, None) => None,
+        (_, _, Some(c)) => Some(super::trust::fetch(c.clone()).await?),
+    };
+    let roots: TrustRoots = super::trust::merge(
+        args.client_ca_file.as_deref(),
+        args.requestheader_client_ca_file.as_deref(),
+        &args.requestheader_allowed_names,
+        from_cluster,
+    )?;
+    let request_header = match &roots.requestheader_ca {
+        Some(cas) => Some(RequestHeaderAuth {
+            verifier: verifier_for(cas, "requestheader client CA")?,
+            allowed_names: roots.allowed_names.clone(),
         }),
         None => None,
     };
-    let client_ca = args
-        .client_ca_file
+    let client_ca = roots
+        .client_ca
         .as_deref()
-        .map(ca_verifier)
+        .map(|c| verifier_for(c, "client CA"))
         .transpose()?;
-    let tokens = kube_client(args.authentication_kubeconfig.as_ref())
-        .await?
-        .map(|c| Arc::new(KubeReviewer::new(c)) as Arc<dyn TokenReviewer>);
+    let tokens = authn_client.map(|c| Arc::new(KubeReviewer::new(c)) as Arc<dyn TokenReviewer>);
     if tokens.is_none() {
         tracing::info!("no cluster for TokenReview: bearer tokens will be refused");
     }
@@ -155,9 +185,19 @@ pub async fn security(args: &AdapterArgs) -> Result<Security, RunError> {
             AuthzMode::Webhook(Arc::new(KubeReviewer::new(client)) as Arc<dyn AccessReviewer>)
         }
     };
-    Ok(Security::Checked {
-        authn: Authenticator::new(request_header, client_ca, tokens),
-        authz: Authorizer::new(authz),
+    let ca_hints = roots
+        .client_ca
+        .iter()
+        .chain(&roots.requestheader_ca)
+        .flatten()
+        .cloned()
+        .collect();
+    Ok(Prepared {
+        security: Security::Checked {
+            authn: Authenticator::new(request_header, client_ca, tokens),
+            authz: Authorizer::new(authz),
+        },
+        ca_hints,
     })
 }
 
@@ -165,9 +205,10 @@ pub async fn security(args: &AdapterArgs) -> Result<Security, RunError> {
 pub async fn run_on(
     args: &AdapterArgs,
     listener: TcpListener,
-    security: Security,
+    prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let Prepared { security, ca_hints } = prepared;
     let config = Arc::new(AdapterConfig::load(&args.config)?);
     let cert = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(cert), Some(key)) => CertSource::Files {
@@ -181,13 +222,7 @@ pub async fn run_on(
             CertSource::SelfSigned
         }
     };
-    let cas: Vec<PathBuf> = args
-        .client_ca_file
-        .iter()
-        .chain(&args.requestheader_client_ca_file)
-        .cloned()
-        .collect();
-    let tls = ServerTls::new(cert, &cas)?;
+    let tls = ServerTls::new(cert, &ca_hints)?;
     let store = SampleStore::new(args.max_series);
     let ready = Arc::new(AtomicBool::new(false));
     let http = reqwest::Client::builder()
@@ -233,7 +268,7 @@ pub async fn run(
     args: &AdapterArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let security = security(args).await?;
+    let prepared = security(args).await?;
     let listener = TcpListener::bind(args.listen).await?;
-    run_on(args, listener, security, shutdown).await
+    run_on(args, listener, prepared, shutdown).await
 }

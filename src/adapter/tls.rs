@@ -60,15 +60,27 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// Reads a CA bundle into a client verifier (chain + clientAuth usage checked by webpki).
+/// Reads a CA bundle file into a client verifier (chain + clientAuth usage checked by webpki).
 pub fn ca_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    verifier_for(&read_certs(path)?, &path.display().to_string())
+}
+
+/// A client verifier trusting `cas`; `what` names the bundle in errors.
+pub fn verifier_for(
+    cas: &[CertificateDer<'static>],
+    what: &str,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let err = |e: &dyn std::fmt::Display| TlsError::File {
+        path: what.to_string(),
+        why: e.to_string(),
+    };
     let mut roots = rustls::RootCertStore::empty();
-    for c in read_certs(path)? {
-        roots.add(c).map_err(|e| file_err(path, e))?;
+    for c in cas {
+        roots.add(c.clone()).map_err(|e| err(&e))?;
     }
     rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
         .build()
-        .map_err(|e| file_err(path, e))
+        .map_err(|e| err(&e))
 }
 
 /// Requests a client certificate, never requires one, and trusts none by itself.
@@ -139,14 +151,12 @@ pub struct ServerTls {
     stamp: RwLock<Option<(SystemTime, SystemTime)>>,
 }
 
-fn subjects(ca_files: &[PathBuf]) -> Result<Vec<DistinguishedName>, TlsError> {
+fn subjects(cas: &[CertificateDer<'static>]) -> Result<Vec<DistinguishedName>, TlsError> {
     let mut out = Vec::new();
-    for f in ca_files {
-        for c in read_certs(f)? {
-            let (_, parsed) =
-                x509_parser::parse_x509_certificate(c.as_ref()).map_err(|e| file_err(f, e))?;
-            out.push(DistinguishedName::from(parsed.subject().as_raw().to_vec()));
-        }
+    for c in cas {
+        let (_, parsed) = x509_parser::parse_x509_certificate(c.as_ref())
+            .map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
+        out.push(DistinguishedName::from(parsed.subject().as_raw().to_vec()));
     }
     Ok(out)
 }
@@ -157,10 +167,10 @@ fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
 }
 
 impl ServerTls {
-    /// Loads (or generates) the serving certificate. `ca_files` are the client and requestheader
-    /// CA bundles, advertised as acceptable issuers so clients pick the right certificate.
-    pub fn new(source: CertSource, ca_files: &[PathBuf]) -> Result<Arc<Self>, TlsError> {
-        let hints = subjects(ca_files)?;
+    /// Loads (or generates) the serving certificate. `cas` are the client and requestheader
+    /// CA certificates, advertised as acceptable issuers so clients pick the right certificate.
+    pub fn new(source: CertSource, cas: &[CertificateDer<'static>]) -> Result<Arc<Self>, TlsError> {
+        let hints = subjects(cas)?;
         let (config, stamp) = build(&source, &hints)?;
         Ok(Arc::new(Self {
             source,

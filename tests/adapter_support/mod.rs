@@ -21,7 +21,7 @@ use tidescale::adapter::auth::{
     AccessReviewer, Authenticator, Authorizer, AuthzMode, RequestHeaderAuth, TokenReviewer,
 };
 use tidescale::adapter::kube_auth::KubeReviewer;
-use tidescale::adapter::run::{AdapterArgs, AuthorizationMode, run_on};
+use tidescale::adapter::run::{AdapterArgs, AuthorizationMode, Prepared, run_on};
 use tidescale::adapter::tls::ca_verifier;
 use tokio::net::TcpListener;
 
@@ -274,11 +274,16 @@ impl Adapter {
             cert_reload_interval: Duration::from_millis(200),
             max_series: 1000,
         };
+        let mut ca_hints = Vec::new();
+        for f in [&pki.client_ca, &pki.front_proxy_ca] {
+            ca_hints.extend(tidescale::adapter::tls::read_certs(f).unwrap());
+        }
+        let prepared = Prepared { security, ca_hints };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            run_on(&args, listener, security, async move {
+            run_on(&args, listener, prepared, async move {
                 let _ = stopped.await;
             })
             .await
