@@ -232,13 +232,8 @@ pub async fn run_on(
     let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let refresher = tokio::spawn(refresh::run(
-        config.clone(),
-        store.clone(),
-        http,
-        ready.clone(),
-        stopped(stop_rx.clone()),
-    ));
+    let refresher =
+        refresh::Refresher::new(&config, &store, http)?.spawn(ready.clone(), stop_rx.clone())?;
     let watcher = tokio::spawn(
         tls.clone()
             .watch(args.cert_reload_interval, stopped(stop_rx.clone())),
@@ -255,9 +250,12 @@ pub async fn run_on(
     .await;
     let _ = stop_tx.send(true);
     let _ = watcher.await;
-    match refresher.await {
-        Ok(r) => r?,
-        Err(e) => tracing::warn!(error = %e, "refresher task ended abnormally"),
+    if tokio::task::spawn_blocking(move || refresher.join())
+        .await
+        .map(|r| r.is_err())
+        .unwrap_or(true)
+    {
+        tracing::warn!("refresher thread ended abnormally");
     }
     served?;
     Ok(())
