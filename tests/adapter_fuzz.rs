@@ -7,6 +7,7 @@ use tidescale::adapter::auth::attributes;
 use tidescale::adapter::path::{Route, route};
 use tidescale::adapter::query_pairs;
 use tidescale::adapter::selector::Selector;
+use tower::ServiceExt;
 
 fn selector_like() -> impl Strategy<Value = String> {
     let atom = prop_oneof![
@@ -73,4 +74,37 @@ proptest! {
         let _ = attributes(&p, false);
         let _ = query_pairs(&q);
     }
+
+    #[test]
+    fn whole_router_answers_every_request_with_a_status_or_a_body(p in path_like(), q in "[a-zA-Z=%+,()!&*0-9 ]{0,40}") {
+        let uri = format!("{}?{}", p.replace(' ', "%20"), q.replace(' ', "+"));
+        let Ok(req) = http::Request::get(&uri).body(axum::body::Body::empty()) else { return Ok(()) };
+        let resp = runtime().block_on(app().oneshot(req)).unwrap();
+        let code = resp.status().as_u16();
+        prop_assert!(matches!(code, 200 | 400 | 404 | 500), "{uri}: {code}");
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    })
+}
+
+/// The adapter's router over a config with every kind of metric and no readings yet.
+fn app() -> axum::Router {
+    use std::sync::{Arc, atomic::AtomicBool};
+    use tidescale::adapter::{AdapterState, Security, config::AdapterConfig, router};
+    static APP: std::sync::OnceLock<axum::Router> = std::sync::OnceLock::new();
+    APP.get_or_init(|| {
+        let cfg = AdapterConfig::parse(
+            "externalMetrics:\n- name: q\n  prometheus: {query: q}\ncustomMetrics:\n- name: m\n  resource: pods\n  prometheus: {query: q, podLabel: pod}\n- name: m\n  resource: namespaces\n  object: a\n  prometheus: {query: q}\n",
+        )
+        .unwrap();
+        router(Arc::new(AdapterState::new(Arc::new(cfg), tidescale::store::SampleStore::new(10), Arc::new(AtomicBool::new(true)), Security::Off)))
+    })
+    .clone()
 }
