@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+scripts/install-kubectl.sh
 
 echo "== the stack is rustls+ring only"
 for crate in openssl-sys native-tls aws-lc-sys; do

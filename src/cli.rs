@@ -42,6 +42,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the demo microservice (what each replica of `tidescale demo` runs).
     ServeDemo(tidescale_demo::cli::Args),
+    /// Serve custom.metrics.k8s.io and external.metrics.k8s.io for the native HPA.
+    Adapter(crate::adapter::run::AdapterArgs),
 }
 
 /// Arguments of `tidescale replay`.

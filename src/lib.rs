@@ -14,6 +14,7 @@
 //! Start reading at [`engine`] (pure arithmetic), then [`source`] and [`target`], then `control`,
 //! which is the only module that holds all three and reads the clock.
 
+pub mod adapter;
 pub mod cli;
 pub mod config;
 pub mod control;

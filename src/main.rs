@@ -28,11 +28,13 @@ fn main() -> ExitCode {
     let result: anyhow::Result<()> = runtime.block_on(async {
         match command {
             Command::Probe(args) => {
-                let shutdown = async {
-                    let _ = tokio::signal::ctrl_c().await;
-                };
                 let mut out = std::io::stdout().lock();
-                tidescale::probe::run(&args, &mut out, shutdown).await?;
+                tidescale::probe::run(&args, &mut out, shutdown_signal()).await?;
+                Ok(())
+            }
+            Command::Adapter(args) => {
+                tidescale::telemetry::init_logging(tidescale::telemetry::LogFormat::Text, "info");
+                tidescale::adapter::run::run(&args, shutdown_signal()).await?;
                 Ok(())
             }
             Command::Demo(args) => {
@@ -52,5 +54,21 @@ fn main() -> ExitCode {
             eprintln!("tidescale: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (what a pod receives when it is stopped).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
 }

@@ -1,0 +1,404 @@
+//! The adapter's config file: which custom and external metrics it serves, each backed by a
+//! tidescale source block (`scrape` or `prometheus`, the same blocks a ScalingPolicy uses).
+//!
+//! Parsed once into typed values; every problem in the file is reported at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::DurationSpec;
+use crate::source::{PrometheusConfig, ScrapeConfig, SourceConfig};
+
+/// Default interval between two reads of a source.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Core and well-known resources that are not namespaced; anything else is, unless the entry
+/// says `namespaced: false` (a cluster-scoped custom resource).
+const CLUSTER_SCOPED: &[&str] = &[
+    "namespaces",
+    "nodes",
+    "persistentvolumes",
+    "storageclasses.storage.k8s.io",
+    "clusterroles.rbac.authorization.k8s.io",
+    "ingressclasses.networking.k8s.io",
+    "priorityclasses.scheduling.k8s.io",
+    "customresourcedefinitions.apiextensions.k8s.io",
+];
+
+/// Why the config file was rejected: every problem, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {why}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        why: String,
+    },
+    /// The file is readable but wrong; each entry names where.
+    #[error("invalid adapter config:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+/// One external metric series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExternalMetric {
+    /// The metric's name (the URL's last segment).
+    pub name: String,
+    /// The series' labels (what `labelSelector` matches).
+    pub labels: BTreeMap<String, String>,
+    /// Serve it only in this namespace; `None`: in every namespace.
+    pub namespace: Option<String>,
+    /// Where its value comes from.
+    pub source: SourceConfig,
+}
+
+/// One custom metric of one object, or of every pod a per-pod source reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CustomMetric {
+    /// The metric's name.
+    pub name: String,
+    /// The R1.1 group-resource: `pods`, `deployments.apps`, `namespaces`, …
+    pub resource: String,
+    /// Whether that resource is namespaced (R2.6: the same for every entry of the resource).
+    pub namespaced: bool,
+    /// The objects' namespace (namespaced resources only; default `default`).
+    pub namespace: Option<String>,
+    /// The described object's name; for `pods` with a per-pod source, absent (each pod is one).
+    pub object: Option<String>,
+    /// Labels of the described object(s), matched by `labelSelector` on wildcard requests.
+    pub object_labels: BTreeMap<String, String>,
+    /// Where its value comes from.
+    pub source: SourceConfig,
+}
+
+/// The parsed config file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AdapterConfig {
+    /// How often each source is read.
+    pub interval: Duration,
+    /// Default Prometheus server for `prometheus` blocks that name no `url`.
+    pub prometheus_url: Option<String>,
+    /// External metric series.
+    pub external: Vec<ExternalMetric>,
+    /// Custom metric objects.
+    pub custom: Vec<CustomMetric>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    interval: Option<Value>,
+    #[serde(default)]
+    prometheus_url: Option<String>,
+    #[serde(default)]
+    external_metrics: Vec<Value>,
+    #[serde(default)]
+    custom_metrics: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawExternal {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    scrape: Option<ScrapeConfig>,
+    #[serde(default)]
+    prometheus: Option<PrometheusConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawCustom {
+    name: String,
+    resource: String,
+    #[serde(default)]
+    namespaced: Option<bool>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    object: Option<String>,
+    #[serde(default)]
+    object_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    scrape: Option<ScrapeConfig>,
+    #[serde(default)]
+    prometheus: Option<PrometheusConfig>,
+}
+
+/// Whether `resource` is namespaced unless told otherwise.
+pub fn default_namespaced(resource: &str) -> bool {
+    !CLUSTER_SCOPED.contains(&resource)
+}
+
+fn valid_metric_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && !n.contains('/')
+        && !n.contains('%')
+        && n != "*"
+        && n.chars().all(|c| !c.is_control() && !c.is_whitespace())
+}
+
+fn valid_resource(r: &str) -> bool {
+    !r.is_empty()
+        && r.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+fn source(
+    at: &str,
+    scrape: Option<ScrapeConfig>,
+    prometheus: Option<PrometheusConfig>,
+    problems: &mut Vec<String>,
+) -> Option<SourceConfig> {
+    match (scrape, prometheus) {
+        (Some(s), None) => {
+            if s.endpoints.is_empty() {
+                problems.push(format!(
+                    "{at}.scrape: `endpoints` is required (the adapter scrapes static endpoints)"
+                ));
+            }
+            Some(SourceConfig::Scrape(s))
+        }
+        (None, Some(p)) => Some(SourceConfig::Prometheus(p)),
+        (Some(_), Some(_)) => {
+            problems.push(format!(
+                "{at}: give exactly one of `scrape` or `prometheus`, not both"
+            ));
+            None
+        }
+        (None, None) => {
+            problems.push(format!(
+                "{at}: a source block `scrape` or `prometheus` is required"
+            ));
+            None
+        }
+    }
+}
+
+fn entry<T: for<'de> Deserialize<'de>>(
+    at: &str,
+    v: &Value,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let path = e.path().to_string();
+            let where_ = if path == "." {
+                at.to_string()
+            } else {
+                format!("{at}.{path}")
+            };
+            problems.push(format!("{where_}: {}", e.into_inner()));
+            None
+        }
+    }
+}
+
+impl AdapterConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses config text (YAML or JSON), reporting every problem at once.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let doc = crate::spec::yaml_value(text).map_err(|e| ConfigError::Invalid(vec![e]))?;
+        let doc = if doc.is_null() {
+            Value::Object(Default::default())
+        } else {
+            doc
+        };
+        let mut problems = Vec::new();
+        let raw: RawFile = entry("config", &doc, &mut problems)
+            .ok_or_else(|| ConfigError::Invalid(problems.clone()))?;
+        let mut out = AdapterConfig {
+            interval: DEFAULT_INTERVAL,
+            prometheus_url: raw.prometheus_url,
+            ..Default::default()
+        };
+        if let Some(iv) = raw.interval {
+            match serde_json::from_value::<DurationSpec>(iv) {
+                Ok(d) if d.get() >= Duration::from_millis(100) => out.interval = d.get(),
+                Ok(d) => problems.push(format!(
+                    "interval: {:?} is below the 100ms minimum",
+                    d.get()
+                )),
+                Err(e) => problems.push(format!("interval: {e}")),
+            }
+        }
+        let mut seen_ext = BTreeSet::new();
+        for (i, v) in raw.external_metrics.iter().enumerate() {
+            let at = format!("externalMetrics[{i}]");
+            let Some(r) = entry::<RawExternal>(&at, v, &mut problems) else {
+                continue;
+            };
+            if !valid_metric_name(&r.name) {
+                problems.push(format!(
+                    "{at}.name: {:?} is not a usable metric name (no '/', '%', spaces, or '*')",
+                    r.name
+                ));
+            }
+            if !seen_ext.insert((r.name.clone(), r.labels.clone(), r.namespace.clone())) {
+                problems.push(format!(
+                    "{at}: metric {:?} with labels {:?} is declared twice",
+                    r.name, r.labels
+                ));
+            }
+            let src = source(&at, r.scrape, r.prometheus, &mut problems);
+            if let Some(source) = src {
+                out.external.push(ExternalMetric {
+                    name: r.name,
+                    labels: r.labels,
+                    namespace: r.namespace,
+                    source,
+                });
+            }
+        }
+        let mut scopes: BTreeMap<String, (bool, String)> = BTreeMap::new();
+        let mut seen_custom = BTreeSet::new();
+        for (i, v) in raw.custom_metrics.iter().enumerate() {
+            let at = format!("customMetrics[{i}]");
+            let Some(r) = entry::<RawCustom>(&at, v, &mut problems) else {
+                continue;
+            };
+            if !valid_metric_name(&r.name) {
+                problems.push(format!(
+                    "{at}.name: {:?} is not a usable metric name (no '/', '%', spaces, or '*')",
+                    r.name
+                ));
+            }
+            if !valid_resource(&r.resource) {
+                problems.push(format!("{at}.resource: {:?} is not a group-resource such as `pods` or `deployments.apps`", r.resource));
+            }
+            let namespaced = r
+                .namespaced
+                .unwrap_or_else(|| default_namespaced(&r.resource));
+            match scopes.get(&r.resource) {
+                Some((n, first)) if *n != namespaced => problems.push(format!(
+                    "{at}.namespaced: {} disagrees with {first} for resource {:?} (discovery needs one scope per resource)",
+                    namespaced, r.resource
+                )),
+                Some(_) => {}
+                None => {
+                    scopes.insert(r.resource.clone(), (namespaced, at.clone()));
+                }
+            }
+            if !namespaced && r.namespace.is_some() {
+                problems.push(format!(
+                    "{at}.namespace: {:?} is not namespaced",
+                    r.resource
+                ));
+            }
+            if r.resource == "namespaces" && r.object.is_none() {
+                problems.push(format!(
+                    "{at}.object: a namespaces metric needs `object` (the namespace it describes)"
+                ));
+            }
+            if r.resource != "pods" && r.object.is_none() && r.resource != "namespaces" {
+                problems.push(format!(
+                    "{at}.object: the described object's name is required for resource {:?}",
+                    r.resource
+                ));
+            }
+            let namespace = if namespaced {
+                Some(r.namespace.unwrap_or_else(|| "default".into()))
+            } else {
+                None
+            };
+            if !seen_custom.insert((
+                r.resource.clone(),
+                r.name.clone(),
+                namespace.clone(),
+                r.object.clone(),
+            )) {
+                problems.push(format!(
+                    "{at}: metric {:?} of {} {:?} is declared twice",
+                    r.name,
+                    r.resource,
+                    r.object.as_deref().unwrap_or("(every pod)")
+                ));
+            }
+            let src = source(&at, r.scrape, r.prometheus, &mut problems);
+            if let Some(source) = src {
+                out.custom.push(CustomMetric {
+                    name: r.name,
+                    resource: r.resource,
+                    namespaced,
+                    namespace,
+                    object: r.object,
+                    object_labels: r.object_labels,
+                    source,
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses() {
+        let c = AdapterConfig::parse(
+            "interval: 2s\nexternalMetrics:\n- name: queue_depth\n  labels: {queue: orders}\n  scrape: {endpoints: ['http://127.0.0.1:9/metrics'], metric: q}\n\
+             customMetrics:\n- name: rps\n  resource: pods\n  namespace: shop\n  prometheus: {query: 'sum(rate(x[1m])) by (pod)', podLabel: pod}\n\
+             - name: load\n  resource: nodes\n  object: n1\n  prometheus: {query: 'x'}\n",
+        )
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_secs(2));
+        assert_eq!(c.external[0].labels["queue"], "orders");
+        assert_eq!(c.custom[0].namespace.as_deref(), Some("shop"));
+        assert!(c.custom[0].namespaced);
+        assert!(!c.custom[1].namespaced);
+        assert_eq!(c.custom[1].namespace, None);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = AdapterConfig::parse(
+            "interval: soon\nexternalMetrics:\n- name: a/b\n  scrape: {metric: q}\n- name: x\n- name: y\n  bogus: 1\n  prometheus: {query: q}\n\
+             customMetrics:\n- name: m\n  resource: Deployments\n  prometheus: {query: q}\n- name: m2\n  resource: widgets.example.com\n  object: w\n  namespaced: false\n  prometheus: {query: q}\n\
+             - name: m3\n  resource: widgets.example.com\n  object: w\n  prometheus: {query: q}\n",
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(p) = e else { panic!() };
+        let all = p.join("\n");
+        for want in [
+            "interval:",
+            "externalMetrics[0].name",
+            "externalMetrics[0].scrape: `endpoints` is required",
+            "externalMetrics[1]: a source block",
+            "externalMetrics[2]",
+            "customMetrics[0].resource",
+            "customMetrics[0].object",
+            "customMetrics[2].namespaced: true disagrees with customMetrics[1]",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! `tidescale adapter`: flags, wiring of config, refresher, security and TLS server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+
+use crate::store::SampleStore;
+
+use super::auth::{
+    AccessReviewer, Authenticator, Authorizer, AuthzMode, RequestHeaderAuth, TokenReviewer,
+};
+use super::config::AdapterConfig;
+use super::kube_auth::KubeReviewer;
+use super::tls::{CertSource, ServerTls, verifier_for};
+use super::trust::TrustRoots;
+use super::{AdapterState, Security, refresh, router};
+use rustls::pki_types::CertificateDer;
+
+/// How requests are authorized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthorizationMode {
+    /// SubjectAccessReview against the cluster (default).
+    #[value(name = "Webhook")]
+    Webhook,
+    /// Allow every authenticated request (local runs and tests).
+    #[value(name = "AlwaysAllow")]
+    AlwaysAllow,
+}
+
+/// Arguments of `tidescale adapter` (Kubernetes' own aggregated-server flag names).
+#[derive(Debug, Clone, Args)]
+pub struct AdapterArgs {
+    /// The adapter config file (externalMetrics, customMetrics).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0:6443")]
+    pub listen: SocketAddr,
+    /// Serving certificate (PEM); with --tls-private-key-file. Default: self-signed.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA bundle that signs ordinary client certificates (user = CN, groups = O).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// CA bundle that signs the front proxy's client certificate.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// Common names allowed for the front proxy's certificate (empty: any the CA signed).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+    /// Kubeconfig for TokenReview; default: in-cluster config when available.
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// Kubeconfig for SubjectAccessReview; default: in-cluster config when available.
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+    /// Webhook (SubjectAccessReview) or AlwaysAllow.
+    #[arg(long, value_enum, default_value = "Webhook")]
+    pub authorization_mode: AuthorizationMode,
+    /// Turn authentication AND authorization off. Local development only; never the default.
+    #[arg(long)]
+    pub insecure_dev_mode: bool,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub cert_reload_interval: Duration,
+    /// Upper bound on metrics held in memory.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_series: usize,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<crate::config::DurationSpec>()
+        .map(|d| d.get())
+        .map_err(|e| e.to_string())
+}
+
+/// Why the adapter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad config file.
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
+    /// Bad TLS material.
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
+    /// The refresher could not start.
+    #[error(transparent)]
+    Refresh(#[from] refresh::RefreshError),
+    /// The Kubernetes client could not be built.
+    #[error("kubernetes client: {0}")]
+    Kube(String),
+    /// The trust roots could not be read.
+    #[error(transparent)]
+    Trust(#[from] super::trust::TrustError),
+    /// Binding or serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn kube_client(path: Option<&PathBuf>) -> Result<Option<kube::Client>, RunError> {
+    let config = match path {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .map_err(|e| RunError::Kube(format!("{}: {e}", p.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| RunError::Kube(e.to_string()))?
+        }
+        None => match kube::Config::incluster() {
+            Ok(c) => c,
+            Err(_) => return Ok(None),
+        },
+    };
+    kube::Client::try_from(config)
+        .map(Some)
+        .map_err(|e| RunError::Kube(e.to_string()))
+}
+
+/// Security settings, and the CA certificates to advertise in the TLS handshake.
+pub struct Prepared {
+    /// Authentication and authorization.
+    pub security: Security,
+    /// The client and requestheader CA certificates.
+    pub ca_hints: Vec<CertificateDer<'static>>,
+}
+
+/// Builds the security settings from the flags; CA bundles not given as files are read from
+/// the `extension-apiserver-authentication` ConfigMap when a cluster is reachable.
+pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
+    if args.insecure_dev_mode {
+        tracing::warn!(
+            "--insecure-dev-mode: AUTHENTICATION AND AUTHORIZATION ARE OFF; anyone who can connect reads every metric"
+        );
+        return Ok(Prepared {
+            security: Security::Off,
+            ca_hints: vec![],
+        });
+    }
+    let authn_client = kube_client(args.authentication_kubeconfig.as_ref()).await?;
+    let from_cluster = match (
+        &args.client_ca_file,
+        &args.requestheader_client_ca_file,
+        &authn_client,
+    ) {
+        (Some(_), Some(_), _) | (_, _, None) => None,
+        (_, _, Some(c)) => Some(super::trust::fetch(c.clone()).await?),
+    };
+    let roots: TrustRoots = super::trust::merge(
+        args.client_ca_file.as_deref(),
+        args.requestheader_client_ca_file.as_deref(),
+        &args.requestheader_allowed_names,
+        from_cluster,
+    )?;
+    let request_header = match &roots.requestheader_ca {
+        Some(cas) => Some(RequestHeaderAuth {
+            verifier: verifier_for(cas, "requestheader client CA")?,
+            allowed_names: roots.allowed_names.clone(),
+        }),
+        None => None,
+    };
+    let client_ca = roots
+        .client_ca
+        .as_deref()
+        .map(|c| verifier_for(c, "client CA"))
+        .transpose()?;
+    let tokens = authn_client.map(|c| Arc::new(KubeReviewer::new(c)) as Arc<dyn TokenReviewer>);
+    if tokens.is_none() {
+        tracing::info!("no cluster for TokenReview: bearer tokens will be refused");
+    }
+    let authz = match args.authorization_mode {
+        AuthorizationMode::AlwaysAllow => AuthzMode::AlwaysAllow,
+        AuthorizationMode::Webhook => {
+            let client = kube_client(args.authorization_kubeconfig.as_ref()).await?.ok_or_else(|| {
+                RunError::Kube("--authorization-mode Webhook needs --authorization-kubeconfig or an in-cluster config".into())
+            })?;
+            AuthzMode::Webhook(Arc::new(KubeReviewer::new(client)) as Arc<dyn AccessReviewer>)
+        }
+    };
+    let ca_hints = roots
+        .client_ca
+        .iter()
+        .chain(&roots.requestheader_ca)
+        .flatten()
+        .cloned()
+        .collect();
+    Ok(Prepared {
+        security: Security::Checked {
+            authn: Authenticator::new(request_header, client_ca, tokens),
+            authz: Authorizer::new(authz),
+        },
+        ca_hints,
+    })
+}
+
+/// Runs the adapter on `listener` until `shutdown`.
+pub async fn run_on(
+    args: &AdapterArgs,
+    listener: TcpListener,
+    prepared: Prepared,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let Prepared { security, ca_hints } = prepared;
+    let config = Arc::new(AdapterConfig::load(&args.config)?);
+    let cert = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => {
+            tracing::warn!(
+                "no --tls-cert-file given: serving a self-signed certificate for localhost/127.0.0.1"
+            );
+            CertSource::SelfSigned
+        }
+    };
+    let tls = ServerTls::new(cert, &ca_hints)?;
+    let store = SampleStore::new(args.max_series);
+    let ready = Arc::new(AtomicBool::new(false));
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|e| RunError::Kube(format!("http client: {e}")))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let refresher =
+        refresh::Refresher::new(&config, &store, http)?.spawn(ready.clone(), stop_rx.clone())?;
+    let watcher = tokio::spawn(
+        tls.clone()
+            .watch(args.cert_reload_interval, stopped(stop_rx.clone())),
+    );
+    let state = Arc::new(AdapterState::new(config, store, ready, security));
+    tracing::info!(addr = %listener.local_addr()?, "serving custom.metrics.k8s.io and external.metrics.k8s.io");
+    let served = super::tls::serve(
+        listener,
+        tls,
+        router(state),
+        shutdown,
+        Duration::from_secs(5),
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
+    if tokio::task::spawn_blocking(move || refresher.join())
+        .await
+        .map(|r| r.is_err())
+        .unwrap_or(true)
+    {
+        tracing::warn!("refresher thread ended abnormally");
+    }
+    served?;
+    Ok(())
+}
+
+/// `tidescale adapter`: binds `--listen` and serves until `shutdown`.
+pub async fn run(
+    args: &AdapterArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let prepared = security(args).await?;
+    let listener = TcpListener::bind(args.listen).await?;
+    run_on(args, listener, prepared, shutdown).await
+}
