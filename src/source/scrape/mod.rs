@@ -11,7 +11,6 @@ pub mod history;
 pub mod math;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -419,10 +418,9 @@ fn selected(s: &ExpoSample) -> Result<Selected, String> {
     let mut le = None;
     for (k, v) in &s.labels {
         if k == "le" {
-            le = Some(
-                crate::source::exposition::parse_le(v)
-                    .ok_or_else(|| format!("bucket {} has a bad le {v:?}", s.name))?,
-            );
+            let bound = crate::source::exposition::parse_le(v)
+                .ok_or_else(|| format!("bucket {} has a bad le {v:?}", s.name))?;
+            le = Some((bound, v.as_ref()));
         } else {
             labels.push((k, v));
         }
@@ -431,14 +429,26 @@ fn selected(s: &ExpoSample) -> Result<Selected, String> {
     let mut key = String::with_capacity(s.name.len() + 64);
     key.push_str(&s.name);
     key.push('{');
+    let mut push_label = |k: &str, v: &str| {
+        key.push_str(k);
+        key.push_str("=\"");
+        // Escape so that distinct label sets never produce the same key.
+        for c in v.chars() {
+            if matches!(c, '"' | '\\') {
+                key.push('\\');
+            }
+            key.push(c);
+        }
+        key.push_str("\",");
+    };
     for (k, v) in labels {
-        // Debug formatting quotes and escapes the value, so distinct label sets never collide.
-        let _ = write!(key, "{k}={v:?},");
+        push_label(k, v);
     }
-    if let Some(le) = le {
-        let _ = write!(key, "le={le}");
+    if let Some((_, raw)) = le {
+        push_label("le", raw);
     }
     key.push('}');
+    let le = le.map(|(bound, _)| bound);
     Ok(Selected {
         key: key.into(),
         le,
