@@ -134,6 +134,8 @@ impl ScrapeSource {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `(name, url)` of every endpoint; a pod with no known port gets an empty url (reported as
+    /// a failure of that pod on every read).
     fn current_endpoints(&self) -> Vec<(String, String)> {
         match &self.endpoints {
             Endpoints::Static(list) => list.clone(),
@@ -141,9 +143,9 @@ impl ScrapeSource {
                 let path = self.cfg.path.as_deref().unwrap_or("/metrics");
                 rx.borrow()
                     .iter()
-                    .filter_map(|p| {
-                        let port = self.cfg.port.or(p.port)?;
-                        Some((p.name.clone(), format!("http://{}:{port}{path}", p.host)))
+                    .map(|p| match self.cfg.port.or(p.port) {
+                        Some(port) => (p.name.clone(), format!("http://{}:{port}{path}", p.host)),
+                        None => (p.name.clone(), String::new()),
                     })
                     .collect()
             }
@@ -216,6 +218,15 @@ impl ScrapeSource {
         }
         let fetches = endpoints.iter().map(|(name, url)| async move {
             let started = Instant::now();
+            if url.is_empty() {
+                let e = SourceError::NotConfigured {
+                    metric: self.id.clone(),
+                    why: format!(
+                        "pod {name} has no container port; set `port` in the scrape block"
+                    ),
+                };
+                return (name.clone(), started, Err(e));
+            }
             let page =
                 fetch::fetch_page(&self.http, &self.id, url, self.timeout, self.max_bytes).await;
             let selected = page.and_then(|(format, text)| {

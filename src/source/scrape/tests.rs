@@ -250,10 +250,20 @@ async fn pods_appear_and_vanish_mid_window() {
         .await
         .unwrap();
     assert_eq!(r.pods().unwrap().len(), 2);
-    tx.send(vec![addr(&b, "web-b")]).unwrap();
+    let portless = PodAddress {
+        name: "web-c".into(),
+        host: "127.0.0.1".into(),
+        port: None,
+    };
+    tx.send(vec![addr(&b, "web-b"), portless]).unwrap();
     let r = src.read().await.unwrap();
     assert_eq!(r.pods().unwrap().keys().collect::<Vec<_>>(), ["web-b"]);
     assert_eq!(src.lock().len(), 1, "the vanished pod's history is gone");
+    assert!(
+        r.failed["web-c"].contains("no container port"),
+        "{:?}",
+        r.failed
+    );
 }
 
 #[tokio::test]
