@@ -1,12 +1,27 @@
-//! The command line: one subcommand per thing tidescale does.
+//! The command line: one subcommand per variant of [`Command`], each run by a function that
+//! writes to the given outputs and returns the process exit code.
+//!
+//! Exit codes: 0 ok, 1 problems found (an invalid policy or scenario), 2 usage errors (bad
+//! arguments, unreadable files).
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::replay;
+use crate::spec::load_policy_yaml;
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// The input was read but has problems.
+pub const EXIT_PROBLEMS: u8 = 1;
+/// The command could not run as asked.
+pub const EXIT_USAGE: u8 = 2;
+
 /// tidescale: a Kubernetes autoscaler and custom/external metrics adapter.
 #[derive(Debug, Parser)]
-#[command(name = "tidescale", version)]
+#[command(name = "tidescale", version, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -16,8 +31,79 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the scaling engine over a recorded scenario and print one decision per tick.
+    Replay(ReplayArgs),
+    /// Validate ScalingPolicy files and print every problem.
+    Check(CheckArgs),
     /// Read every metric of a policy at its interval and print each reading, without scaling.
     Probe(ProbeArgs),
+    /// Scale a local pool of demo-service processes while the load generator drives traffic,
+    /// show it live, and draw what happened.
+    Demo(DemoArgs),
+    /// Run the demo microservice (what each replica of `tidescale demo` runs).
+    ServeDemo(tidescale_demo::cli::Args),
+}
+
+/// Arguments of `tidescale replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The scenario file (YAML): a policy, the initial replicas and the ticks.
+    pub scenario: PathBuf,
+    /// Print one JSON object per tick (JSON Lines) instead of text lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `tidescale check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy files (YAML): `ScalingPolicy` objects or bare specs.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `tidescale demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The traffic shape.
+    #[arg(long, value_enum, default_value_t = crate::local::demo::Profile::Spike)]
+    pub profile: crate::local::demo::Profile,
+    /// The `seconds,rps` CSV for `--profile trace`.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Length of the run (and of the comparison run).
+    #[arg(long, default_value = "90s")]
+    pub duration: crate::config::DurationSpec,
+    /// Requests per second outside bursts.
+    #[arg(long, default_value_t = crate::local::demo::BASE_RPS)]
+    pub base_rps: f64,
+    /// Requests per second at the top of bursts.
+    #[arg(long, default_value_t = crate::local::demo::PEAK_RPS)]
+    pub peak_rps: f64,
+    /// A ScalingPolicy file with `targetRef: {kind: ProcessPool}` (default: the embedded one).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// How the local balancer spreads requests.
+    #[arg(long, value_enum, default_value_t = crate::local::balancer::Strategy::LeastConnections)]
+    pub lb: crate::local::balancer::Strategy,
+    /// Redis for the replicas; default: a private redis-server if one is on PATH, else memory.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Where the report is written.
+    #[arg(long, default_value = "demo-report")]
+    pub report: PathBuf,
+    /// Replay the same traffic under the native HPA's defaults and compare.
+    #[arg(long, value_enum)]
+    pub compare: Option<crate::local::demo::Compare>,
+    /// Seed of the request mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The p95 latency objective reported on, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub slo_ms: u64,
+    /// No live view (the decisions are still logged and reported).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `tidescale probe`.
@@ -46,4 +132,71 @@ pub struct ProbeArgs {
     /// The target's pod selector (`app=web`), for `{{ selector }}` and the resource metrics API.
     #[arg(long)]
     pub selector: Option<String>,
+}
+
+/// `tidescale replay`: decisions on `out`, problems on `err`.
+pub fn replay(args: &ReplayArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let text = match std::fs::read_to_string(&args.scenario) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot read {}: {e}", args.scenario.display());
+            return EXIT_USAGE;
+        }
+    };
+    let scenario = match replay::parse_scenario(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "{}: {e}", args.scenario.display());
+            return EXIT_PROBLEMS;
+        }
+    };
+    for outcome in replay::run(&scenario) {
+        let line = if args.json {
+            outcome.json().to_string()
+        } else {
+            outcome.text()
+        };
+        if writeln!(out, "{line}").is_err() {
+            // A closed pipe (e.g. `| head`) is not an error of the replay.
+            return EXIT_OK;
+        }
+    }
+    EXIT_OK
+}
+
+/// `tidescale check`: one verdict per file on `out`; exit 1 if any file has problems.
+pub fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let mut code = EXIT_OK;
+    for path in &args.files {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot read {}: {e}", path.display());
+                code = EXIT_USAGE;
+                continue;
+            }
+        };
+        match load_policy_yaml(&text) {
+            Ok((spec, policy)) => {
+                let _ = writeln!(
+                    out,
+                    "{}: ok ({} {}: {} metric{}, replicas [{},{}])",
+                    path.display(),
+                    spec.target_ref.kind,
+                    spec.target_ref.name,
+                    policy.metrics.len(),
+                    if policy.metrics.len() == 1 { "" } else { "s" },
+                    policy.min_replicas,
+                    policy.max_replicas
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{}: {e}", path.display());
+                if code == EXIT_OK {
+                    code = EXIT_PROBLEMS;
+                }
+            }
+        }
+    }
+    code
 }

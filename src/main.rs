@@ -3,11 +3,21 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tidescale::cli::{Cli, Command};
+use tidescale::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // clap prints usage errors itself and exits with 2.
     let cli = Cli::parse();
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let command = match cli.command {
+        Command::Replay(args) => return ExitCode::from(cli::replay(&args, &mut out, &mut err)),
+        Command::Check(args) => return ExitCode::from(cli::check(&args, &mut out, &mut err)),
+        // A replica of the demo pool: the demo service's own runtime, logging and exit codes.
+        Command::ServeDemo(args) => return tidescale_demo::cli::main(args),
+        command => command,
+    };
+    drop((out, err));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -16,7 +26,7 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Probe(args) => {
                 let shutdown = async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -24,6 +34,15 @@ fn main() -> ExitCode {
                 let mut out = std::io::stdout().lock();
                 tidescale::probe::run(&args, &mut out, shutdown).await?;
                 Ok(())
+            }
+            Command::Demo(args) => {
+                tidescale::telemetry::init_logging(tidescale::telemetry::LogFormat::Text, "warn");
+                let summary = tidescale::local::demo::run(args.into()).await?;
+                println!("{summary}");
+                Ok(())
+            }
+            Command::Replay(_) | Command::Check(_) | Command::ServeDemo(_) => {
+                unreachable!("handled before the runtime starts")
             }
         }
     });

@@ -14,6 +14,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+pub mod cli;
 pub mod clock;
 pub mod cpu;
 pub mod error;

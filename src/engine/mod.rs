@@ -14,12 +14,22 @@
 
 use std::fmt;
 
+mod decision;
+mod evaluator;
+mod normalize;
+pub mod observation;
 pub mod policy;
+mod proposal;
 pub mod time;
 
+pub use decision::{Decision, Direction, Proposal, RateLimit, Reason, Usage, fmt_milli};
+pub use evaluator::Evaluator;
+pub use observation::{
+    MetricFailure, Observation, PodFacts, PodPhase, PodValues, Reading, ReadyCondition, Requests,
+};
 pub use policy::{
-    Behavior, MetricPolicy, Normalization, OnError, PodRules, Policy, RatePolicy, RatePolicyKind,
-    ReadinessTiming, ScalingRules, SelectPolicy, Target, Tolerance,
+    Behavior, MetricPolicy, Normalization, OnError, Policy, RatePolicy, RatePolicyKind,
+    ReadinessTiming, Resource, ScalingRules, SelectPolicy, Target, Tolerance,
 };
 pub use time::{Seconds, Time};
 

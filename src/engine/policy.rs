@@ -54,25 +54,35 @@ pub struct MetricPolicy {
     pub name: Arc<str>,
     /// What the metric is compared with.
     pub target: Target,
-    /// Which readiness rules group the pods (R4.11 for CPU, R4.12 otherwise).
-    pub pod_rules: PodRules,
+    /// The compute resource measured, for resource metrics: it picks the pods' requests for
+    /// `Utilization`, and CPU brings the readiness rules of R4.11 (others follow R4.12).
+    pub resource: Option<Resource>,
 }
 
 impl MetricPolicy {
-    /// A metric with the non-CPU readiness rules.
+    /// A metric that is not a resource metric.
     pub fn new(name: &str, target: Target) -> Self {
         Self {
             name: name.into(),
             target,
-            pod_rules: PodRules::Other,
+            resource: None,
         }
     }
 
-    /// The same metric with the CPU readiness rules of R4.11.
-    pub fn cpu(mut self) -> Self {
-        self.pod_rules = PodRules::Cpu;
+    /// The same metric, measuring a compute resource.
+    pub fn on(mut self, resource: Resource) -> Self {
+        self.resource = Some(resource);
         self
     }
+}
+
+/// A compute resource with requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// CPU, in millicores.
+    Cpu,
+    /// Memory, in milli-bytes.
+    Memory,
 }
 
 /// A target value, in the HPA's words. Values are in milli-units (R1.34).
@@ -84,15 +94,6 @@ pub enum Target {
     AverageValue(i64),
     /// One value for the whole target, in milli-units.
     Value(i64),
-}
-
-/// Which pod readiness rules apply to a metric (§4.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PodRules {
-    /// CPU: pods still starting or never ready are unready (R4.11).
-    Cpu,
-    /// Memory and custom metrics: Running pods with a reading count as ready (R4.12).
-    Other,
 }
 
 /// How raw recommendations become a desired count.

@@ -4,7 +4,7 @@ use kube::CustomResourceExt;
 
 use super::*;
 use crate::engine::{
-    Normalization, OnError, PodRules, RatePolicy, Replicas, Seconds, SelectPolicy, Target,
+    Normalization, OnError, RatePolicy, Replicas, Resource, Seconds, SelectPolicy, Target,
 };
 
 fn fixture(name: &str) -> String {
@@ -25,12 +25,13 @@ fn the_documented_example_loads_and_validates() {
     let names: Vec<&str> = policy.metrics.iter().map(|m| &*m.name).collect();
     assert_eq!(names, ["cpu", "memory", "rps", "p95", "queue"]);
     assert_eq!(policy.metrics[0].target, Target::Utilization(60));
-    assert_eq!(policy.metrics[0].pod_rules, PodRules::Cpu);
+    assert_eq!(policy.metrics[0].resource, Some(Resource::Cpu));
     assert_eq!(
         policy.metrics[1].target,
         Target::AverageValue(400 * 1024 * 1024 * 1000)
     );
-    assert_eq!(policy.metrics[1].pod_rules, PodRules::Other);
+    assert_eq!(policy.metrics[1].resource, Some(Resource::Memory));
+    assert_eq!(policy.metrics[2].resource, None);
     assert_eq!(policy.metrics[2].target, Target::AverageValue(100_000));
     assert_eq!(policy.metrics[3].target, Target::Value(250));
     assert_eq!(policy.on_error, OnError::Hold);

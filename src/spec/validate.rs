@@ -9,8 +9,8 @@ use super::{
     SelectPolicySpec, TargetKind,
 };
 use crate::engine::{
-    Behavior, MetricPolicy, Normalization, OnError, PodRules, Policy, RatePolicy, RatePolicyKind,
-    ReadinessTiming, Replicas, ScalingRules, Seconds, SelectPolicy, Target, Tolerance,
+    Behavior, MetricPolicy, Normalization, OnError, Policy, RatePolicy, RatePolicyKind,
+    ReadinessTiming, Replicas, Resource, ScalingRules, Seconds, SelectPolicy, Target, Tolerance,
 };
 use crate::source::{Aggregate, ResourceName};
 
@@ -364,14 +364,14 @@ fn check_metric(
             positive(&t.value, "value", report).map(Target::Value)
         }
     };
-    let pod_rules = match &m.resource {
-        Some(r) if r.name == ResourceName::Cpu => PodRules::Cpu,
-        _ => PodRules::Other,
-    };
+    let resource = m.resource.as_ref().map(|r| match r.name {
+        ResourceName::Cpu => Resource::Cpu,
+        ResourceName::Memory => Resource::Memory,
+    });
     target.map(|target| MetricPolicy {
         name: m.name.as_str().into(),
         target,
-        pod_rules,
+        resource,
     })
 }
 

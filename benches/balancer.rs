@@ -1,0 +1,144 @@
+//! The local balancer's cost: throughput and p50 of `GET /kv/x` on one demo-service replica,
+//! loaded directly and through the balancer, by the same client (wrk) in the same run.
+//!
+//! Needs `wrk` on PATH and a release `demo-service` (`cargo build --release -p tidescale-demo`).
+//! Goal: through the balancer ≥ 0.8× the direct throughput, added p50 ≤ 200 µs.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use tidescale::local::balancer::{self, Backend, Balancer, Strategy};
+
+struct Wrk {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn to_us(text: &str) -> f64 {
+    let (num, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => v,
+        "ms" => v * 1e3,
+        "s" => v * 1e6,
+        _ => f64::NAN,
+    }
+}
+
+fn wrk(url: &str, secs: u32, conns: u32) -> Wrk {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            url,
+        ])
+        .output()
+        .expect("wrk must be on PATH (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(prefix)
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+        })
+    };
+    Wrk {
+        rps: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
+        p50_us: field("50%").map(|v| to_us(&v)).unwrap_or(f64::NAN),
+        p99_us: field("99%").map(|v| to_us(&v)).unwrap_or(f64::NAN),
+    }
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let secs: u32 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/demo-service");
+    let mut backend = Command::new(&bin)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (cargo build --release -p tidescale-demo)",
+                bin.display()
+            )
+        });
+    let mut line = String::new();
+    BufReader::new(backend.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let direct = line.trim().to_string();
+    let addr: SocketAddr = direct.trim_start_matches("http://").parse().unwrap();
+    let status = Command::new("curl")
+        .args([
+            "-fsS",
+            "-o",
+            "/dev/null",
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            "{\"v\":1}",
+        ])
+        .arg(format!("{direct}/kv/x"))
+        .status()
+        .expect("curl");
+    assert!(status.success());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let lb_url = runtime.block_on(async {
+        let (_tx, rx) = tokio::sync::watch::channel(vec![Backend {
+            id: "demo-1".into(),
+            addr,
+        }]);
+        std::mem::forget(_tx);
+        let lb = Balancer::new(Strategy::RoundRobin, rx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(balancer::serve(listener, lb, std::future::pending()));
+        url
+    });
+    let _guard = runtime.enter();
+
+    println!(
+        "balancer benchmark: wrk -t1 -c32 -d{secs}s GET /kv/x, one demo-service replica, same run"
+    );
+    let d = wrk(&format!("{direct}/kv/x"), secs, 32);
+    let b = wrk(&format!("{lb_url}/kv/x"), secs, 32);
+    println!(
+        "  direct            {:>10.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
+        d.rps, d.p50_us, d.p99_us
+    );
+    println!(
+        "  through balancer  {:>10.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
+        b.rps, b.p50_us, b.p99_us
+    );
+    let ratio = b.rps / d.rps;
+    let added = b.p50_us - d.p50_us;
+    println!(
+        "  throughput ratio {ratio:.2} (goal ≥ 0.80) {}; added p50 {added:.0} µs (goal ≤ 200) {}",
+        if ratio >= 0.8 { "OK" } else { "BELOW GOAL" },
+        if added <= 200.0 { "OK" } else { "ABOVE GOAL" }
+    );
+    let _ = backend.kill();
+    let _ = backend.wait();
+}

@@ -1,0 +1,503 @@
+//! `PolicyLoop`: every interval, observe the target and its metrics, evaluate, act, record.
+//!
+//! This is the one place where sources, the engine and a target meet, and where the clock is
+//! read: the loop maps tokio's monotonic clock onto the engine's timeline, so tests drive it
+//! with a paused clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::engine::{
+    self, Decision, Evaluator, MetricFailure, Observation, PodFacts, PodValues, Policy,
+    ReadyCondition, Requests, Seconds, Time,
+};
+use crate::metric::{MetricId, Reading, ReadingValue};
+use crate::source::{
+    BuildContext, LocalProcess, MetricSource, PodAddress, ResourceName, SourceConfig, SourceError,
+};
+use crate::spec::ScalingPolicySpec;
+use crate::store::{SampleStore, StoreWriter};
+use crate::target::{ScaleTarget, TargetStatus};
+use crate::telemetry::Telemetry;
+
+/// Why a loop could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A metric carries no source block.
+    #[error("policy {policy}: metric {metric} has no source")]
+    NoSource {
+        /// The policy.
+        policy: String,
+        /// The metric.
+        metric: String,
+    },
+    /// A source could not be built.
+    #[error("policy {policy}: {source}")]
+    Source {
+        /// The policy.
+        policy: String,
+        /// Why.
+        #[source]
+        source: Box<SourceError>,
+    },
+    /// The store refused a writer (another loop owns the metric).
+    #[error("policy {policy}: {why}")]
+    Store {
+        /// The policy.
+        policy: String,
+        /// Why.
+        why: String,
+    },
+}
+
+/// What one tick saw and did; one JSON line per tick in reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct TickRecord {
+    /// Seconds since the loop started.
+    pub t: f64,
+    /// `spec.replicas` when the tick began.
+    pub current: i32,
+    /// The decision's desired count (equal to `current` when nothing was decided).
+    pub desired: i32,
+    /// Whether the target was rescaled.
+    pub applied: bool,
+    /// Ready members when the tick began.
+    pub ready: i32,
+    /// The step that settled the decision (`Unchanged` when nothing moved it).
+    pub reason: &'static str,
+    /// The one-line explanation.
+    pub line: String,
+    /// Each metric's combined value, or why it failed.
+    pub metrics: BTreeMap<String, Result<f64, String>>,
+    /// Set when the tick could not decide (target unreadable) or could not act.
+    pub error: Option<String>,
+}
+
+/// Options that are not in the policy's own words.
+#[derive(Clone, Debug)]
+pub struct LoopOptions {
+    /// The policy's name in logs, metrics and store keys (`shop/web`, `demo`).
+    pub name: String,
+    /// The evaluation interval (the policy's `interval`, or an override).
+    pub interval: Duration,
+    /// Requests assumed for members that report none (a local pool has no requests).
+    pub default_requests: Requests,
+    /// Hold each metric's reading this long before reading it again (emulates a metrics
+    /// pipeline's resolution; zero reads every tick).
+    pub resolution: Duration,
+}
+
+/// A metric's source as the loop holds it.
+pub struct LoopSource {
+    /// The metric's name in the policy.
+    pub name: String,
+    /// The resource it measures, for resource metrics (to attach pod requests).
+    pub resource: Option<ResourceName>,
+    /// The source.
+    pub source: Arc<dyn MetricSource>,
+}
+
+struct LoopMetric {
+    name: String,
+    resource: Option<ResourceName>,
+    source: Arc<dyn MetricSource>,
+    writer: Option<StoreWriter>,
+    cached: Option<(Instant, Result<Reading, String>)>,
+}
+
+/// One task per policy: tick → observe → evaluate → act → record.
+pub struct PolicyLoop {
+    options: LoopOptions,
+    evaluator: Evaluator,
+    metrics: Vec<LoopMetric>,
+    target: Arc<dyn ScaleTarget>,
+    pods_tx: watch::Sender<Vec<PodAddress>>,
+    procs_tx: watch::Sender<Vec<LocalProcess>>,
+    origin: Instant,
+    telemetry: Arc<Telemetry>,
+    records: Option<tokio::sync::mpsc::UnboundedSender<(TickRecord, Decision)>>,
+}
+
+impl std::fmt::Debug for PolicyLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyLoop")
+            .field("name", &self.options.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyLoop {
+    /// Builds the loop's sources from `spec` with the live handles in `ctx`; the target's
+    /// members are fed to the sources by the loop itself, tick by tick.
+    pub fn new(
+        spec: &ScalingPolicySpec,
+        policy: Policy,
+        target: Arc<dyn ScaleTarget>,
+        ctx: BuildContext,
+        store: Option<&SampleStore>,
+        telemetry: Arc<Telemetry>,
+        options: LoopOptions,
+    ) -> Result<Self, ControlError> {
+        let (pods_tx, pods_rx) = watch::channel(Vec::new());
+        let (procs_tx, procs_rx) = watch::channel(Vec::new());
+        let mut sources = Vec::with_capacity(spec.metrics.len());
+        for m in &spec.metrics {
+            let config: SourceConfig =
+                crate::probe::source_config(m).ok_or_else(|| ControlError::NoSource {
+                    policy: options.name.clone(),
+                    metric: m.name.clone(),
+                })?;
+            let mut mctx = ctx.clone();
+            mctx.metric = MetricId::new(options.name.clone(), m.name.clone());
+            mctx.pods = Some(pods_rx.clone());
+            mctx.processes = Some(procs_rx.clone());
+            let source = config.build(&mctx).map_err(|source| ControlError::Source {
+                policy: options.name.clone(),
+                source: Box::new(source),
+            })?;
+            sources.push(LoopSource {
+                name: m.name.clone(),
+                resource: m.resource.as_ref().map(|r| r.name),
+                source,
+            });
+        }
+        let mut this = Self::from_sources(policy, sources, target, store, telemetry, options)?;
+        this.pods_tx = pods_tx;
+        this.procs_tx = procs_tx;
+        Ok(this)
+    }
+
+    /// A loop over sources built elsewhere (fakes in tests), one per policy metric in order.
+    pub fn from_sources(
+        policy: Policy,
+        sources: Vec<LoopSource>,
+        target: Arc<dyn ScaleTarget>,
+        store: Option<&SampleStore>,
+        telemetry: Arc<Telemetry>,
+        options: LoopOptions,
+    ) -> Result<Self, ControlError> {
+        let mut metrics = Vec::with_capacity(sources.len());
+        for s in sources {
+            let writer =
+                match store {
+                    Some(store) => Some(store.writer(s.source.id().clone()).map_err(|e| {
+                        ControlError::Store {
+                            policy: options.name.clone(),
+                            why: e.to_string(),
+                        }
+                    })?),
+                    None => None,
+                };
+            metrics.push(LoopMetric {
+                name: s.name,
+                resource: s.resource,
+                source: s.source,
+                writer,
+                cached: None,
+            });
+        }
+        Ok(Self {
+            options,
+            evaluator: Evaluator::new(policy),
+            metrics,
+            target,
+            pods_tx: watch::channel(Vec::new()).0,
+            procs_tx: watch::channel(Vec::new()).0,
+            origin: Instant::now(),
+            telemetry,
+            records: None,
+        })
+    }
+
+    /// Sends every tick's record and decision to `tx` (reports, live views, tests).
+    pub fn with_records(
+        mut self,
+        tx: tokio::sync::mpsc::UnboundedSender<(TickRecord, Decision)>,
+    ) -> Self {
+        self.records = Some(tx);
+        self
+    }
+
+    /// The engine's notion of now: milliseconds since the loop started, on tokio's clock.
+    fn now(&self) -> Time {
+        Time::from_millis(Instant::now().duration_since(self.origin).as_millis() as i64)
+    }
+
+    /// Runs ticks at the interval until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut ticker = tokio::time::interval(self.options.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticker.tick() => { self.tick().await; }
+            }
+        }
+    }
+
+    /// One evaluation: observe, decide, act, record.
+    pub async fn tick(&mut self) -> TickRecord {
+        let started = Instant::now();
+        let t = started.duration_since(self.origin).as_secs_f64();
+        let status = match self.target.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                let record = TickRecord {
+                    t,
+                    current: 0,
+                    desired: 0,
+                    applied: false,
+                    ready: 0,
+                    reason: "TargetUnavailable",
+                    line: format!("target unavailable: {e}"),
+                    metrics: BTreeMap::new(),
+                    error: Some(e.to_string()),
+                };
+                tracing::warn!(policy = %self.options.name, "{}", record.line);
+                return record;
+            }
+        };
+        self.publish_members(&status);
+        let readings = self.read_all().await;
+        let now = self.now();
+        let obs = self.observe(&status, &readings, now);
+        let decision = self.evaluator.evaluate(&obs, now);
+        let mut record = TickRecord {
+            t,
+            current: decision.current.get(),
+            desired: decision.desired.get(),
+            applied: false,
+            ready: status.ready.get(),
+            reason: decision.settled_by(),
+            line: decision.to_string(),
+            metrics: self
+                .metrics
+                .iter()
+                .zip(&readings)
+                .map(|(m, r)| {
+                    (
+                        m.name.clone(),
+                        r.as_ref().map(Reading::total).map_err(Clone::clone),
+                    )
+                })
+                .collect(),
+            error: None,
+        };
+        if decision.apply {
+            match self.target.scale_to(decision.desired).await {
+                Ok(()) => {
+                    self.evaluator
+                        .record_scale(decision.current, decision.desired, now);
+                    record.applied = true;
+                }
+                Err(e) => {
+                    self.telemetry.scale_error(&self.options.name);
+                    record.error = Some(e.to_string());
+                }
+            }
+        }
+        self.telemetry.decision(
+            &self.options.name,
+            record.reason,
+            record.current,
+            record.desired,
+        );
+        match &record.error {
+            None => {
+                tracing::info!(policy = %self.options.name, current = record.current, desired = record.desired, "{}", record.line)
+            }
+            Some(e) => tracing::warn!(policy = %self.options.name, error = %e, "{}", record.line),
+        }
+        if let Some(tx) = &self.records {
+            let _ = tx.send((record.clone(), decision));
+        }
+        record
+    }
+
+    fn publish_members(&self, status: &TargetStatus) {
+        let pods: Vec<PodAddress> = status
+            .pods
+            .iter()
+            .filter_map(|p| {
+                let endpoint = p.endpoint.as_deref()?;
+                let hostport = endpoint
+                    .split("://")
+                    .nth(1)
+                    .unwrap_or(endpoint)
+                    .trim_end_matches('/');
+                let (host, port) = hostport.rsplit_once(':')?;
+                Some(PodAddress {
+                    name: p.name.clone(),
+                    host: host.to_string(),
+                    port: port.parse().ok(),
+                })
+            })
+            .collect();
+        let procs: Vec<LocalProcess> = status
+            .pods
+            .iter()
+            .filter_map(|p| {
+                Some(LocalProcess {
+                    name: p.name.clone(),
+                    pid: p.pid?,
+                })
+            })
+            .collect();
+        self.pods_tx
+            .send_if_modified(|cur| replace_if_changed(cur, pods));
+        self.procs_tx
+            .send_if_modified(|cur| replace_if_changed(cur, procs));
+    }
+
+    async fn read_all(&mut self) -> Vec<Result<Reading, String>> {
+        let now = Instant::now();
+        let resolution = self.options.resolution;
+        let reads = self.metrics.iter().map(|m| async move {
+            if let Some((at, cached)) = &m.cached
+                && now.duration_since(*at) < resolution
+            {
+                return (cached.clone(), None);
+            }
+            let t0 = Instant::now();
+            let result = m.source.read().await.map_err(|e| e.to_string());
+            (result, Some(t0.elapsed()))
+        });
+        let results = futures::future::join_all(reads).await;
+        let mut out = Vec::with_capacity(results.len());
+        for (m, (result, took)) in self.metrics.iter_mut().zip(results) {
+            if let Some(took) = took {
+                self.telemetry.source_read(
+                    &self.options.name,
+                    &m.name,
+                    took.as_secs_f64(),
+                    result.is_ok(),
+                );
+                if let Some(w) = &m.writer {
+                    match &result {
+                        Ok(r) => w.put(r.clone()),
+                        Err(e) => w.fail(e),
+                    }
+                }
+                m.cached = Some((now, result.clone()));
+            }
+            out.push(result);
+        }
+        out
+    }
+
+    fn observe(
+        &self,
+        status: &TargetStatus,
+        readings: &[Result<Reading, String>],
+        now: Time,
+    ) -> Observation {
+        let ago = |d: Duration| Time(now.0.saturating_sub(d.as_millis() as i64));
+        let mut pods: Vec<PodFacts> = status
+            .pods
+            .iter()
+            .map(|p| PodFacts {
+                name: p.name.clone(),
+                phase: p.phase,
+                deleting: false,
+                started: Some(ago(p.age)),
+                ready: Some(ReadyCondition {
+                    status: p.ready,
+                    since: ago(p.ready_changed),
+                }),
+                requests: self.options.default_requests,
+            })
+            .collect();
+        // Requests a source knows (the resource metrics API) win over the assumed ones.
+        for (m, r) in self.metrics.iter().zip(readings) {
+            let (
+                Some(resource),
+                Ok(Reading {
+                    requests: Some(req),
+                    ..
+                }),
+            ) = (m.resource, r)
+            else {
+                continue;
+            };
+            for pod in &mut pods {
+                if let Some(v) = req.get(&pod.name) {
+                    match resource {
+                        ResourceName::Cpu => pod.requests.cpu = Some(milli(*v)),
+                        ResourceName::Memory => pod.requests.memory = Some(milli(*v)),
+                    }
+                }
+            }
+        }
+        let window = Seconds(self.options.interval.as_secs().max(1) as u32);
+        let metrics = readings
+            .iter()
+            .map(|r| match r {
+                Ok(reading) => Ok(to_engine(reading, &pods, now, window)),
+                Err(e) => Err(MetricFailure(e.clone())),
+            })
+            .collect();
+        Observation {
+            current: status.desired,
+            status_replicas: status.running,
+            pods,
+            metrics,
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+}
+
+fn replace_if_changed<T: PartialEq>(cur: &mut Vec<T>, new: Vec<T>) -> bool {
+    if *cur == new {
+        false
+    } else {
+        *cur = new;
+        true
+    }
+}
+
+/// Milli-units, rounded up as the HPA reads quantities (R1.34).
+fn milli(v: f64) -> i64 {
+    let m = (v * 1000.0).ceil();
+    if m.is_finite() {
+        m.clamp(i64::MIN as f64, i64::MAX as f64) as i64
+    } else {
+        0
+    }
+}
+
+/// A source reading in the engine's terms, aligned with the pod list.
+fn to_engine(reading: &Reading, pods: &[PodFacts], now: Time, window: Seconds) -> engine::Reading {
+    match &reading.value {
+        ReadingValue::Value(v) => engine::Reading::Total(milli(*v)),
+        ReadingValue::PerPod { pods: values, .. } => {
+            let aligned = pods
+                .iter()
+                .map(|p| values.get(&p.name).map(|v| milli(*v)))
+                .collect();
+            let extra = values
+                .iter()
+                .filter(|(name, _)| !pods.iter().any(|p| &p.name == *name))
+                .map(|(_, v)| milli(*v))
+                .collect();
+            engine::Reading::PerPod(PodValues {
+                values: aligned,
+                extra,
+                timestamp: now,
+                window,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! A decision and its reasons; `Display` is the one-line explanation with its numbers.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::Replicas;
+use super::policy::{RatePolicyKind, Target};
+use super::time::Seconds;
+
+/// What the engine decided this tick, and why, step by step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The count the decision started from (`spec.replicas`).
+    pub current: Replicas,
+    /// The count the target should have.
+    pub desired: Replicas,
+    /// Each metric's proposal, for the metrics that produced one, in policy order.
+    pub proposals: Vec<Proposal>,
+    /// The steps that produced or held the number, in the order they applied.
+    pub reasons: Vec<Reason>,
+    /// True when the target should be rescaled: `desired != current` and not a dry run.
+    /// The caller reports a successful rescale with `Evaluator::record_scale`.
+    pub apply: bool,
+}
+
+impl Decision {
+    /// The direction of the change, if any.
+    pub fn direction(&self) -> Option<Direction> {
+        Direction::of(self.current, self.desired)
+    }
+
+    /// The kind of the last step that changed or held the number (the status' `reason`):
+    /// the bounds step counts only when it moved the count.
+    pub fn settled_by(&self) -> &'static str {
+        self.reasons
+            .iter()
+            .rev()
+            .find(|r| match r {
+                Reason::Bounds {
+                    before, replicas, ..
+                } => before != replicas,
+                Reason::DryRun => false,
+                _ => true,
+            })
+            .map_or("Unchanged", Reason::kind)
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.reasons.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Up or down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// More replicas.
+    Up,
+    /// Fewer replicas.
+    Down,
+}
+
+impl Direction {
+    /// The direction from `from` to `to`, or `None` when equal.
+    pub fn of(from: Replicas, to: Replicas) -> Option<Self> {
+        match to.cmp(&from) {
+            std::cmp::Ordering::Greater => Some(Direction::Up),
+            std::cmp::Ordering::Less => Some(Direction::Down),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Direction::Up => "scale-up",
+            Direction::Down => "scale-down",
+        }
+    }
+}
+
+/// One metric's proposal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Proposal {
+    /// The metric's name.
+    pub metric: Arc<str>,
+    /// The replicas this metric asks for.
+    pub replicas: Replicas,
+    /// usage / target (the HPA's ratio, before any refill of missing or unready pods).
+    pub ratio: f64,
+    /// What was measured.
+    pub usage: Usage,
+    /// What it was compared with.
+    pub target: Target,
+    /// True when the ratio fell inside the tolerance and the count was kept.
+    pub within_tolerance: bool,
+}
+
+/// What a metric measured, in the form its target compares.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Usage {
+    /// Average utilization of requests, whole percent (truncated).
+    Utilization(i32),
+    /// Average per pod, milli-units (truncated integer division).
+    PerPod(i64),
+    /// One value for the target, milli-units.
+    Total(i64),
+    /// One total compared per replica (§4.4.4): the total and `ceil(total / status.replicas)`,
+    /// the HPA's status `averageValue` (`None` when `status.replicas` is 0).
+    TotalPerReplica {
+        /// The total, milli-units.
+        total: i64,
+        /// The total per replica, rounded up, milli-units.
+        per_replica: Option<i64>,
+    },
+}
+
+/// How a rate limit was computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    /// The policy that gave the limit.
+    Policy {
+        /// Pods or Percent.
+        kind: RatePolicyKind,
+        /// The policy's value.
+        value: i32,
+        /// The policy's period.
+        period: Seconds,
+    },
+    /// `selectPolicy: Disabled`.
+    Disabled,
+    /// No `behavior`: at most `max(2 × current, 4)` (R4.17).
+    Legacy,
+}
+
+/// One step of a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// The target has 0 replicas and `minReplicas > 0`: scaling is disabled (R4.3).
+    ScalingDisabled,
+    /// The target has more than `maxReplicas` (R4.4); no metric was considered.
+    AboveMax {
+        /// The bound.
+        max: Replicas,
+    },
+    /// The target has fewer than `minReplicas` (R4.5); no metric was considered.
+    BelowMin {
+        /// The bound.
+        min: Replicas,
+    },
+    /// A metric's proposal.
+    Proposed(Proposal),
+    /// A metric failed to read or compute.
+    MetricFailed {
+        /// The metric's name.
+        metric: Arc<str>,
+        /// What went wrong.
+        error: String,
+    },
+    /// A failed metric proposes the fallback count (`onMetricError: Fallback`).
+    Fallback {
+        /// The metric's name.
+        metric: Arc<str>,
+        /// The fallback count.
+        replicas: Replicas,
+    },
+    /// Several proposals combined by max (R4.13).
+    Combined {
+        /// The largest proposal.
+        replicas: Replicas,
+    },
+    /// Metric failures hold the count (R4.14 under `Hold`, or nothing answered).
+    HeldOnError {
+        /// True when every metric failed.
+        all_failed: bool,
+        /// The count held.
+        replicas: Replicas,
+    },
+    /// The stabilization window changed the number (R4.18, R4.16).
+    Stabilized {
+        /// The direction that was stabilized.
+        direction: Direction,
+        /// The window.
+        window: Seconds,
+        /// The stabilized number.
+        replicas: Replicas,
+    },
+    /// A cooldown after the last scale event held the count.
+    CoolingDown {
+        /// The direction held.
+        direction: Direction,
+        /// Milliseconds left of the cooldown.
+        remaining_ms: i64,
+        /// The count held.
+        replicas: Replicas,
+    },
+    /// A rate limit cut the change (R4.19, R4.20, R4.17).
+    RateLimited {
+        /// The direction limited.
+        direction: Direction,
+        /// Where the limit came from.
+        limit: RateLimit,
+        /// The limited number.
+        replicas: Replicas,
+    },
+    /// The min/max bounds; always the last numeric step.
+    Bounds {
+        /// `minReplicas`.
+        min: Replicas,
+        /// `maxReplicas`.
+        max: Replicas,
+        /// The number before the bounds.
+        before: Replicas,
+        /// The number after.
+        replicas: Replicas,
+    },
+    /// `dryRun`: the decision is reported, not applied.
+    DryRun,
+}
+
+impl Reason {
+    /// A stable CamelCase name of the step, for JSON output, status and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::ScalingDisabled => "ScalingDisabled",
+            Reason::AboveMax { .. } => "AboveMax",
+            Reason::BelowMin { .. } => "BelowMin",
+            Reason::Proposed(p) if p.within_tolerance => "WithinTolerance",
+            Reason::Proposed(_) => "Proposed",
+            Reason::MetricFailed { .. } => "SourceUnavailable",
+            Reason::Fallback { .. } => "Fallback",
+            Reason::Combined { .. } => "Combined",
+            Reason::HeldOnError { .. } => "HeldOnError",
+            Reason::Stabilized { .. } => "Stabilized",
+            Reason::CoolingDown { .. } => "CoolingDown",
+            Reason::RateLimited { .. } => "RateLimited",
+            Reason::Bounds { .. } => "Clamped",
+            Reason::DryRun => "DryRun",
+        }
+    }
+}
+
+/// Formats a milli-unit value as a canonical Kubernetes quantity (`212`, `1500m`, `12k`).
+pub fn fmt_milli(milli: i64) -> impl fmt::Display {
+    MilliDisplay(milli)
+}
+
+struct MilliDisplay(i64);
+
+impl fmt::Display for MilliDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            return f.write_str("0");
+        }
+        let mut m = i128::from(self.0).abs();
+        let mut exp: i32 = -3;
+        while m % 10 == 0 {
+            m /= 10;
+            exp += 1;
+        }
+        let r: i32 = exp.rem_euclid(3);
+        m *= 10i128.pow(r as u32);
+        exp -= r;
+        let suffix = match exp {
+            -3 => "m",
+            0 => "",
+            3 => "k",
+            6 => "M",
+            9 => "G",
+            12 => "T",
+            _ => "P",
+        };
+        let sign = if self.0 < 0 { "-" } else { "" };
+        if exp > 15 {
+            // Beyond P only for absurd values: keep them exact with a power of ten.
+            return write!(f, "{sign}{m}e{exp}");
+        }
+        write!(f, "{sign}{m}{suffix}")
+    }
+}
+
+impl fmt::Display for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = &self.metric;
+        match (self.usage, self.target) {
+            (Usage::Utilization(u), Target::Utilization(t)) => write!(f, "{name} {u}% vs {t}%")?,
+            (Usage::PerPod(v), Target::AverageValue(t)) => {
+                write!(f, "{name} {}/pod vs {}", fmt_milli(v), fmt_milli(t))?
+            }
+            (Usage::TotalPerReplica { total: v, .. }, Target::AverageValue(t)) => {
+                write!(f, "{name} {} vs {}/pod", fmt_milli(v), fmt_milli(t))?
+            }
+            (Usage::Total(v), Target::Value(t)) => {
+                write!(f, "{name} {} vs {}", fmt_milli(v), fmt_milli(t))?
+            }
+            (usage, target) => write!(f, "{name} {usage:?} vs {target:?}")?,
+        }
+        write!(f, " → {}", self.replicas)?;
+        if self.within_tolerance {
+            f.write_str(" (within tolerance)")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::ScalingDisabled => f.write_str("target at 0 replicas: scaling disabled → 0"),
+            Reason::AboveMax { max } => write!(f, "current above max {max} → {max}"),
+            Reason::BelowMin { min } => write!(f, "current below min {min} → {min}"),
+            Reason::Proposed(p) => write!(f, "{p}"),
+            Reason::MetricFailed { metric, error } => write!(f, "{metric} failed: {error}"),
+            Reason::Fallback { metric, replicas } => {
+                write!(f, "{metric} fallback → {replicas}")
+            }
+            Reason::Combined { replicas } => write!(f, "max → {replicas}"),
+            Reason::HeldOnError {
+                all_failed: true,
+                replicas,
+            } => write!(f, "hold: no metric answered → {replicas}"),
+            Reason::HeldOnError {
+                all_failed: false,
+                replicas,
+            } => write!(
+                f,
+                "hold: a metric failed and the rest would scale down → {replicas}"
+            ),
+            Reason::Stabilized {
+                direction,
+                window,
+                replicas,
+            } => write!(
+                f,
+                "{} stabilized over {window} → {replicas}",
+                direction.word()
+            ),
+            Reason::CoolingDown {
+                direction,
+                remaining_ms,
+                replicas,
+            } => {
+                let secs = (*remaining_ms as f64 / 1000.0).ceil() as i64;
+                write!(f, "{} cooldown {secs}s left → {replicas}", direction.word())
+            }
+            Reason::RateLimited {
+                limit, replicas, ..
+            } => match limit {
+                RateLimit::Policy {
+                    kind,
+                    value,
+                    period,
+                } => {
+                    let kind = match kind {
+                        RatePolicyKind::Pods => "Pods",
+                        RatePolicyKind::Percent => "Percent",
+                    };
+                    write!(f, "rate limit {kind} {value}/{period} → {replicas}")
+                }
+                RateLimit::Disabled => write!(f, "scaling disabled in this direction → {replicas}"),
+                RateLimit::Legacy => write!(f, "rate limit max(2×current, 4) → {replicas}"),
+            },
+            Reason::Bounds {
+                min, max, replicas, ..
+            } => write!(f, "bounds [{min},{max}] → {replicas}"),
+            Reason::DryRun => f.write_str("dry run: not applied"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milli_values_print_as_quantities() {
+        let cases = [
+            (0, "0"),
+            (212_000, "212"),
+            (1500, "1500m"),
+            (250, "250m"),
+            (100_000, "100"),
+            (1_000_000, "1k"),
+            (12_000_000, "12k"),
+            (31_667, "31667m"),
+            (-500, "-500m"),
+        ];
+        for (m, s) in cases {
+            assert_eq!(fmt_milli(m).to_string(), s);
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! One metric's proposal: the HPA's replica calculation per target type (§4.4), with the pod
+//! grouping of §4.5. Values are milli-units; ratios and ceilings use `f64` exactly as Go does.
+
+use super::Replicas;
+use super::decision::Usage;
+use super::observation::{Observation, PodFacts, PodPhase, PodValues, Reading};
+use super::policy::{MetricPolicy, ReadinessTiming, Resource, Target, Tolerance};
+use super::time::{Seconds, Time};
+
+/// A computed proposal, before it is named.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Computed {
+    pub replicas: Replicas,
+    pub ratio: f64,
+    pub usage: Usage,
+    pub within_tolerance: bool,
+}
+
+/// Everything the calculation reads besides the metric and its reading.
+pub(super) struct Context<'a> {
+    pub obs: &'a Observation,
+    pub tolerance: Tolerance,
+    pub timing: ReadinessTiming,
+    pub now: Time,
+}
+
+/// `ceil(x)` as a replica count, capped at `i32::MAX` like the HPA (a NaN proposes 0).
+fn ceil_replicas(x: f64) -> Replicas {
+    let c = x.ceil();
+    if c.is_nan() || c <= 0.0 {
+        Replicas(0)
+    } else if c >= f64::from(i32::MAX) {
+        Replicas(i32::MAX)
+    } else {
+        Replicas(c as i32)
+    }
+}
+
+/// The proposal of one metric, or the error that makes it invalid (§4.6).
+pub(super) fn propose(
+    metric: &MetricPolicy,
+    reading: &Reading,
+    cx: &Context<'_>,
+) -> Result<Computed, String> {
+    let current = cx.obs.current;
+    match (reading, metric.target) {
+        (Reading::PerPod(v), target) if v.values.len() != cx.obs.pods.len() => Err(format!(
+            "{} per-pod values for {} pods (the observation is inconsistent; target {target:?})",
+            v.values.len(),
+            cx.obs.pods.len()
+        )),
+        (Reading::PerPod(v), Target::Utilization(u)) => {
+            let Some(resource) = metric.resource else {
+                return Err("Utilization needs a resource metric".into());
+            };
+            per_pod(v, PerPodTarget::Utilization(u, resource), metric, cx)
+        }
+        (Reading::PerPod(v), Target::AverageValue(t)) => {
+            per_pod(v, PerPodTarget::Average(t), metric, cx)
+        }
+        (Reading::PerPod(v), Target::Value(t)) => {
+            let total = v.values.iter().flatten().chain(&v.extra).sum();
+            value(total, t, current, cx)
+        }
+        (Reading::Total(total), Target::Value(t)) => value(*total, t, current, cx),
+        (Reading::Total(total), Target::AverageValue(t)) => Ok(total_average(
+            *total,
+            t,
+            cx.obs.status_replicas,
+            cx.tolerance,
+        )),
+        (Reading::Total(_), Target::Utilization(_)) => {
+            Err("Utilization needs per-pod readings and requests".into())
+        }
+    }
+}
+
+/// §4.4.3: one value compared with `value`.
+fn value(usage: i64, target: i64, current: Replicas, cx: &Context<'_>) -> Result<Computed, String> {
+    let ratio = usage as f64 / target as f64;
+    let computed = |replicas, within_tolerance| Computed {
+        replicas,
+        ratio,
+        usage: Usage::Total(usage),
+        within_tolerance,
+    };
+    if current.0 == 0 {
+        // Scale from zero: the ratio itself.
+        return Ok(computed(ceil_replicas(ratio), false));
+    }
+    if cx.tolerance.within(ratio) {
+        return Ok(computed(current, true));
+    }
+    if cx.obs.pods.is_empty() {
+        return Err("no pods returned by selector while calculating replica count".into());
+    }
+    let ready = cx
+        .obs
+        .pods
+        .iter()
+        .filter(|p| p.is_running_and_ready())
+        .count();
+    Ok(computed(ceil_replicas(ratio * ready as f64), false))
+}
+
+/// §4.4.4: a total compared with `averageValue` per replica of `status.replicas`.
+fn total_average(usage: i64, target: i64, status: Replicas, tolerance: Tolerance) -> Computed {
+    let ratio = usage as f64 / (target as f64 * f64::from(status.0));
+    let within = tolerance.within(ratio);
+    let replicas = if within {
+        status
+    } else {
+        ceil_replicas(usage as f64 / target as f64)
+    };
+    let per_replica = (status.0 > 0)
+        .then(|| (usage as f64 / f64::from(status.0)).ceil())
+        .map(|x| x.clamp(i64::MIN as f64, i64::MAX as f64) as i64);
+    Computed {
+        replicas,
+        ratio,
+        usage: Usage::TotalPerReplica {
+            total: usage,
+            per_replica,
+        },
+        within_tolerance: within,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum PerPodTarget {
+    Utilization(i32, Resource),
+    Average(i64),
+}
+
+/// How a pod counts for one metric (§4.5).
+enum Group {
+    Ignored,
+    Unready,
+    Missing,
+    Ready(i64),
+}
+
+fn group(pod: &PodFacts, value: Option<i64>, cpu: bool, v: &PodValues, cx: &Context<'_>) -> Group {
+    if pod.deleting || pod.phase == PodPhase::Failed {
+        return Group::Ignored;
+    }
+    if pod.phase == PodPhase::Pending {
+        return Group::Unready;
+    }
+    let Some(value) = value else {
+        return Group::Missing;
+    };
+    if cpu && cpu_unready(pod, v.timestamp, v.window, cx.timing, cx.now) {
+        return Group::Unready;
+    }
+    Group::Ready(value)
+}
+
+/// R4.11: CPU samples of pods that are starting, or never became ready, are not trusted.
+fn cpu_unready(
+    pod: &PodFacts,
+    sampled: Time,
+    window: Seconds,
+    timing: ReadinessTiming,
+    now: Time,
+) -> bool {
+    let (Some(ready), Some(started)) = (pod.ready, pod.started) else {
+        return true;
+    };
+    if started + timing.cpu_initialization_period > now {
+        !ready.status || sampled < ready.since + window
+    } else {
+        !ready.status && started + timing.initial_readiness_delay > ready.since
+    }
+}
+
+/// Sums over the pods of one calculation (the HPA's metrics map, without building it).
+#[derive(Default)]
+struct Sums {
+    /// Σ metric values of the entries that have a request (utilization) or of all (average).
+    metrics: i128,
+    /// Σ requests of those entries (utilization only).
+    requests: i128,
+    /// Entries in the metrics map, extraneous pods included.
+    entries: i64,
+}
+
+impl Sums {
+    fn ratio(&self, target: PerPodTarget) -> (f64, Usage) {
+        match target {
+            PerPodTarget::Utilization(u, _) => {
+                let util =
+                    (self.metrics * 100 / self.requests).clamp(0, i128::from(i32::MAX)) as i32;
+                (f64::from(util) / f64::from(u), Usage::Utilization(util))
+            }
+            PerPodTarget::Average(t) => {
+                let avg = (self.metrics / i128::from(self.entries))
+                    .clamp(i128::from(i64::MIN), i128::from(i64::MAX))
+                    as i64;
+                (avg as f64 / t as f64, Usage::PerPod(avg))
+            }
+        }
+    }
+}
+
+/// §4.4.1 (Utilization) and §4.4.2 (AverageValue over per-pod values).
+fn per_pod(
+    v: &PodValues,
+    target: PerPodTarget,
+    metric: &MetricPolicy,
+    cx: &Context<'_>,
+) -> Result<Computed, String> {
+    let pods = &cx.obs.pods;
+    let current = cx.obs.current;
+    if pods.is_empty() {
+        return Err("no pods returned by selector while calculating replica count".into());
+    }
+    let cpu = metric.resource == Some(Resource::Cpu);
+    let mut sums = Sums::default();
+    let mut ready_count: i64 = 0;
+    // What the missing and unready pods add when they are filled in (step 6).
+    let (mut missing, mut missing_requests, mut missing_fallback) = (0i64, 0i128, 0i128);
+    let (mut unready, mut unready_requests) = (0i64, 0i128);
+    for (pod, value) in pods.iter().zip(&v.values) {
+        let request = match target {
+            PerPodTarget::Utilization(_, resource) => {
+                let r = match resource {
+                    Resource::Cpu => pod.requests.cpu,
+                    Resource::Memory => pod.requests.memory,
+                };
+                let name = match resource {
+                    Resource::Cpu => "cpu",
+                    Resource::Memory => "memory",
+                };
+                i128::from(
+                    r.ok_or_else(|| format!("missing request for {name} in pod {}", pod.name))?,
+                )
+            }
+            PerPodTarget::Average(_) => 0,
+        };
+        match group(pod, *value, cpu, v, cx) {
+            Group::Ignored => {}
+            Group::Unready => {
+                unready += 1;
+                unready_requests += request;
+            }
+            Group::Missing => {
+                missing += 1;
+                missing_requests += request;
+                missing_fallback += match target {
+                    // Recent HPA: at least 100 % of the request, or the target if higher.
+                    PerPodTarget::Utilization(u, _) => request * i128::from(u.max(100)) / 100,
+                    PerPodTarget::Average(t) => i128::from(t),
+                };
+            }
+            Group::Ready(m) => {
+                ready_count += 1;
+                sums.metrics += i128::from(m);
+                sums.requests += request;
+                sums.entries += 1;
+            }
+        }
+    }
+    // Values for pods outside the list stay in the map: counted in plain averages, and in the
+    // entry count of utilization (where they have no request and add nothing to the sums).
+    sums.entries += v.extra.len() as i64;
+    if !matches!(target, PerPodTarget::Utilization(..)) {
+        sums.metrics += v.extra.iter().map(|x| i128::from(*x)).sum::<i128>();
+    }
+    if sums.entries == 0 {
+        return Err("did not receive metrics for targeted pods (pods might be unready)".into());
+    }
+    if matches!(target, PerPodTarget::Utilization(..)) && sums.requests == 0 {
+        return Err("no metrics returned matched known pods".into());
+    }
+    let (ratio, usage) = sums.ratio(target);
+    let computed = |replicas, within_tolerance| Computed {
+        replicas,
+        ratio,
+        usage,
+        within_tolerance,
+    };
+    let scale_up_with_unready = unready > 0 && ratio > 1.0;
+    if !scale_up_with_unready && missing == 0 {
+        if cx.tolerance.within(ratio) {
+            return Ok(computed(current, true));
+        }
+        return Ok(computed(ceil_replicas(ratio * ready_count as f64), false));
+    }
+    // Step 6: fill in missing pods (at the target/request on a scale-down, 0 on a scale-up),
+    // and unready pods at 0 on a scale-up; then recompute.
+    if missing > 0 {
+        if ratio < 1.0 {
+            sums.metrics += missing_fallback;
+            sums.requests += missing_requests;
+            sums.entries += missing;
+        } else if ratio > 1.0 {
+            sums.requests += missing_requests;
+            sums.entries += missing;
+        }
+    }
+    if scale_up_with_unready {
+        sums.requests += unready_requests;
+        sums.entries += unready;
+    }
+    let (new_ratio, _) = sums.ratio(target);
+    let within = cx.tolerance.within(new_ratio);
+    let flipped = (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0);
+    if within || flipped {
+        return Ok(computed(current, within));
+    }
+    let n = ceil_replicas(new_ratio * sums.entries as f64);
+    if (new_ratio < 1.0 && n > current) || (new_ratio > 1.0 && n < current) {
+        return Ok(computed(current, false));
+    }
+    Ok(computed(n, false))
+}

@@ -1,0 +1,483 @@
+//! A local HTTP load balancer in front of a process pool: round-robin, least-connections and
+//! ip-hash, health-aware, with one retry of idempotent requests on a refused connection.
+//!
+//! The set of backends comes from a `watch` channel the pool publishes: a process appears in it
+//! only once it is ready and leaves it before it is told to stop, so the balancer never has to
+//! guess which backends are draining.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Largest request body the balancer buffers (bodies are buffered so a retry can resend them).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// How long a backend that refused a connection is skipped.
+pub const EJECTION: Duration = Duration::from_secs(1);
+
+/// One backend: a stable id (for metrics and hashing) and where it listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// Stable identity, e.g. the pool member's name.
+    pub id: String,
+    /// Its address on loopback.
+    pub addr: SocketAddr,
+}
+
+/// How the balancer picks a backend.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Each backend in turn.
+    RoundRobin,
+    /// The backend with the fewest requests in flight.
+    LeastConnections,
+    /// Consistent (rendezvous) hashing on the client address: a client keeps its backend, and
+    /// a pool change moves only the clients of the backends that came or went.
+    IpHash,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    backend: String,
+    outcome: &'static str,
+}
+
+/// The balancer's own metrics.
+#[derive(Debug)]
+struct Metrics {
+    registry: Registry,
+    requests: Family<ResultLabels, Counter>,
+    in_flight: Family<BackendLabels, Gauge>,
+    retries: Counter,
+    unavailable: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("balancer");
+        let requests = Family::<ResultLabels, Counter>::default();
+        let in_flight = Family::<BackendLabels, Gauge>::default();
+        let retries = Counter::default();
+        let unavailable = Counter::default();
+        registry.register(
+            "requests",
+            "Requests proxied, by backend and outcome (2xx, 3xx, 4xx, 5xx, refused, error)",
+            requests.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Requests in flight, by backend",
+            in_flight.clone(),
+        );
+        registry.register(
+            "retries",
+            "Idempotent requests retried on another backend",
+            retries.clone(),
+        );
+        registry.register(
+            "unavailable",
+            "Requests answered 503 because no backend was available",
+            unavailable.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            in_flight,
+            retries,
+            unavailable,
+        }
+    }
+}
+
+/// The balancer: picks a backend per request and proxies to it.
+#[derive(Debug)]
+pub struct Balancer {
+    strategy: Strategy,
+    backends: watch::Receiver<Vec<Backend>>,
+    next: AtomicUsize,
+    in_flight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    ejected: Mutex<HashMap<String, Instant>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    metrics: Metrics,
+}
+
+/// Why a pick found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoBackend;
+
+impl Balancer {
+    /// A balancer over the backends published on `backends`.
+    pub fn new(strategy: Strategy, backends: watch::Receiver<Vec<Backend>>) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Arc::new(Self {
+            strategy,
+            backends,
+            next: AtomicUsize::new(0),
+            in_flight: Mutex::new(HashMap::new()),
+            ejected: Mutex::new(HashMap::new()),
+            client,
+            metrics: Metrics::new(),
+        })
+    }
+
+    fn counter_of(&self, id: &str) -> Arc<AtomicUsize> {
+        let mut map = self.in_flight.lock().expect("in-flight map poisoned");
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    fn is_ejected(&self, id: &str, now: Instant) -> bool {
+        let ejected = self.ejected.lock().expect("ejection map poisoned");
+        ejected.get(id).is_some_and(|until| *until > now)
+    }
+
+    fn eject(&self, id: &str, now: Instant) {
+        self.ejected
+            .lock()
+            .expect("ejection map poisoned")
+            .insert(id.to_string(), now + EJECTION);
+    }
+
+    /// Picks a backend for a client, skipping `exclude` and (unless all are) ejected backends.
+    pub fn pick(&self, client: IpAddr, exclude: Option<&str>) -> Result<Backend, NoBackend> {
+        let all = self.backends.borrow();
+        let now = Instant::now();
+        let usable: Vec<&Backend> = all
+            .iter()
+            .filter(|b| Some(b.id.as_str()) != exclude)
+            .collect();
+        let healthy: Vec<&Backend> = usable
+            .iter()
+            .copied()
+            .filter(|b| !self.is_ejected(&b.id, now))
+            .collect();
+        let candidates = if healthy.is_empty() { usable } else { healthy };
+        if candidates.is_empty() {
+            return Err(NoBackend);
+        }
+        let chosen = match self.strategy {
+            Strategy::RoundRobin => {
+                candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()]
+            }
+            Strategy::LeastConnections => {
+                // Start the scan at a rotating offset so ties spread instead of piling onto the first.
+                let offset = self.next.fetch_add(1, Ordering::Relaxed);
+                let n = candidates.len();
+                (0..n)
+                    .map(|i| candidates[(offset + i) % n])
+                    .min_by_key(|b| self.counter_of(&b.id).load(Ordering::Relaxed))
+                    .expect("candidates is not empty")
+            }
+            Strategy::IpHash => candidates
+                .iter()
+                .copied()
+                .max_by_key(|b| rendezvous(client, &b.id))
+                .expect("candidates is not empty"),
+        };
+        Ok(chosen.clone())
+    }
+
+    /// The balancer's metrics in the classic text format.
+    pub fn encode_metrics(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.metrics.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    async fn forward(
+        &self,
+        backend: &Backend,
+        parts: &RequestParts,
+        body: Bytes,
+    ) -> Result<Response, Failure> {
+        let uri: Uri = format!("http://{}{}", backend.addr, parts.path_and_query)
+            .parse()
+            .map_err(|_| Failure::Other("bad upstream uri".into()))?;
+        let mut req = hyper::Request::builder()
+            .method(parts.method.clone())
+            .uri(uri);
+        if let Some(h) = req.headers_mut() {
+            *h = parts.headers.clone();
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        let guard = InFlight::enter(
+            self.counter_of(&backend.id),
+            self.metrics
+                .in_flight
+                .get_or_create(&BackendLabels {
+                    backend: backend.id.clone(),
+                })
+                .clone(),
+        );
+        let result = self.client.request(req).await;
+        drop(guard);
+        match result {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Ok(Response::from_parts(parts, Body::new(body)))
+            }
+            Err(e) if e.is_connect() => Err(Failure::Refused(e.to_string())),
+            Err(e) => Err(Failure::Other(e.to_string())),
+        }
+    }
+
+    fn count(&self, backend: &str, outcome: &'static str) {
+        self.metrics
+            .requests
+            .get_or_create(&ResultLabels {
+                backend: backend.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+/// Counts a request in flight on a backend until dropped (also when the client goes away).
+struct InFlight(Arc<AtomicUsize>, Gauge);
+
+impl InFlight {
+    fn enter(counter: Arc<AtomicUsize>, gauge: Gauge) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        gauge.inc();
+        Self(counter, gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.dec();
+    }
+}
+
+/// Rendezvous (highest random weight) score of a client on a backend.
+fn rendezvous(client: IpAddr, backend: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    client.hash(&mut h);
+    backend.hash(&mut h);
+    // A final mix so that backends with similar ids do not get correlated scores.
+    let mut x = h.finish();
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x
+}
+
+enum Failure {
+    Refused(String),
+    Other(String),
+}
+
+struct RequestParts {
+    method: Method,
+    path_and_query: String,
+    headers: HeaderMap,
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
+}
+
+fn outcome_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn error_response(status: StatusCode, error: &str, detail: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": error, "detail": detail})),
+    )
+        .into_response()
+}
+
+async fn proxy(
+    State(balancer): State<Arc<Balancer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+                &e.to_string(),
+            );
+        }
+    };
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.remove(header::HOST);
+    let request = RequestParts {
+        method: parts.method,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+        headers,
+    };
+    let first = match balancer.pick(peer.ip(), None) {
+        Ok(b) => b,
+        Err(NoBackend) => {
+            balancer.metrics.unavailable.inc();
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no backend available",
+                "the pool has no ready member",
+            );
+        }
+    };
+    let refused = match balancer.forward(&first, &request, body.clone()).await {
+        Ok(resp) => {
+            balancer.count(&first.id, outcome_of(resp.status()));
+            return resp;
+        }
+        Err(Failure::Other(e)) => {
+            balancer.count(&first.id, "error");
+            return error_response(StatusCode::BAD_GATEWAY, "backend failed", &e);
+        }
+        Err(Failure::Refused(e)) => e,
+    };
+    balancer.count(&first.id, "refused");
+    balancer.eject(&first.id, Instant::now());
+    if !is_idempotent(&request.method) {
+        return error_response(
+            StatusCode::BAD_GATEWAY,
+            "backend refused the connection",
+            &refused,
+        );
+    }
+    let Ok(second) = balancer.pick(peer.ip(), Some(&first.id)) else {
+        return error_response(
+            StatusCode::BAD_GATEWAY,
+            "backend refused the connection",
+            &refused,
+        );
+    };
+    balancer.metrics.retries.inc();
+    match balancer.forward(&second, &request, body).await {
+        Ok(resp) => {
+            balancer.count(&second.id, outcome_of(resp.status()));
+            resp
+        }
+        Err(Failure::Refused(e)) => {
+            balancer.count(&second.id, "refused");
+            balancer.eject(&second.id, Instant::now());
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                "backends refused the connection",
+                &e,
+            )
+        }
+        Err(Failure::Other(e)) => {
+            balancer.count(&second.id, "error");
+            error_response(StatusCode::BAD_GATEWAY, "backend failed", &e)
+        }
+    }
+}
+
+async fn own_metrics(State(balancer): State<Arc<Balancer>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        balancer.encode_metrics(),
+    )
+        .into_response()
+}
+
+/// The balancer's HTTP surface: its own `/metrics`, everything else proxied.
+pub fn router(balancer: Arc<Balancer>) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(own_metrics))
+        .fallback(proxy)
+        .with_state(balancer)
+}
+
+/// Serves the balancer on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    balancer: Arc<Balancer>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(balancer).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! Report figures from synthetic runs.
+
+use tidescale_loadgen::{HumanDuration, SecondStats};
+
+use super::*;
+use crate::control::TickRecord;
+use tidescale_loadgen::Segment;
+
+fn spike() -> Schedule {
+    Schedule {
+        segments: vec![Segment::Spike {
+            base: 100.0,
+            peak: 400.0,
+            at: HumanDuration(std::time::Duration::from_secs(10)),
+            length: HumanDuration(std::time::Duration::from_secs(10)),
+            duration: HumanDuration(std::time::Duration::from_secs(30)),
+        }],
+    }
+}
+
+fn record(t: f64, current: i32, desired: i32, applied: bool) -> TickRecord {
+    TickRecord {
+        t,
+        current,
+        desired,
+        applied,
+        ready: current,
+        reason: "Proposed",
+        line: String::new(),
+        metrics: Default::default(),
+        error: None,
+    }
+}
+
+#[test]
+fn steps_are_found_where_the_rate_jumps() {
+    let steps = step_times(&spike());
+    assert_eq!(steps.len(), 1);
+    assert!((steps[0] - 10.0).abs() < 0.1, "{steps:?}");
+    let flat = Schedule::constant(100.0, HumanDuration(std::time::Duration::from_secs(30)));
+    assert!(step_times(&flat).is_empty());
+}
+
+#[test]
+fn summary_measures_reaction_cost_slo_and_failures() {
+    let mut load = LoadReport::default();
+    for s in 0..30u32 {
+        load.timeline.push(SecondStats {
+            second: s,
+            achieved: 100,
+            p95_ms: if s == 12 { 900.0 } else { 60.0 },
+            ..Default::default()
+        });
+    }
+    load.summary.requests = 3000;
+    load.summary.errors.http_5xx = 2;
+    load.summary.errors.http_4xx = 40;
+    let run = RunResult {
+        label: "tidescale".into(),
+        schedule: spike(),
+        slo_ms: 200.0,
+        records: vec![
+            record(9.0, 1, 1, false),
+            record(11.5, 1, 3, true),
+            record(13.0, 3, 4, true),
+        ],
+        samples: (0..=30)
+            .map(|t| Sample {
+                t: f64::from(t),
+                desired: 2,
+                running: 2,
+                ready: 2,
+            })
+            .collect(),
+        events: vec![
+            PoolEventRecord {
+                t: 11.6,
+                member: "demo-2".into(),
+                kind: "Started".into(),
+            },
+            PoolEventRecord {
+                t: 12.4,
+                member: "demo-2".into(),
+                kind: "Ready".into(),
+            },
+        ],
+        load,
+    };
+    let s = summarize(&run);
+    assert_eq!(s.reactions.len(), 1);
+    assert!((s.median_decision_s.unwrap() - 1.5).abs() < 0.11, "{s:?}");
+    assert!((s.median_ready_s.unwrap() - 2.4).abs() < 0.11, "{s:?}");
+    assert!((s.replica_seconds - 60.0).abs() < 1e-9);
+    assert!((s.slo_share - 29.0 / 30.0).abs() < 1e-9);
+    assert_eq!(s.failed, 2, "a 404 is an answer, not a failure");
+    assert_eq!((s.peak_replicas, s.scale_events), (2, 2));
+    let md = markdown(&[
+        s.clone(),
+        RunSummary {
+            label: "hpa-defaults".into(),
+            replica_seconds: 120.0,
+            ..s
+        },
+    ]);
+    assert!(md.contains("| | tidescale | hpa-defaults |"), "{md}");
+    assert!(
+        md.contains("tidescale used 0.50× the replica-seconds of hpa-defaults"),
+        "{md}"
+    );
+}

@@ -1,0 +1,91 @@
+//! Scale targets: what a policy scales (a Kubernetes scale subresource, a local process pool).
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::engine::{PodPhase, Replicas};
+
+pub mod fake;
+pub mod process_pool;
+
+pub use fake::FakeTarget;
+pub use process_pool::{PoolConfig, ProcessPool};
+
+/// Something with a replica count that can be read and set.
+pub trait ScaleTarget: Send + Sync {
+    /// A short name for logs and explanations (`ProcessPool/demo`, `Deployment/shop/web`).
+    fn name(&self) -> &str;
+
+    /// The target's replica counts and its pods, as they are now.
+    fn status(&self) -> BoxFuture<'_, Result<TargetStatus, TargetError>>;
+
+    /// Asks for `replicas`; returns once the request is accepted (not once pods are ready).
+    fn scale_to(&self, replicas: Replicas) -> BoxFuture<'_, Result<(), TargetError>>;
+}
+
+/// What a target reports about itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TargetStatus {
+    /// The count asked for (`spec.replicas`).
+    pub desired: Replicas,
+    /// Members that exist and are not being removed (`status.replicas`).
+    pub running: Replicas,
+    /// Members that pass their readiness check.
+    pub ready: Replicas,
+    /// One entry per member.
+    pub pods: Vec<PodStatus>,
+}
+
+/// One member of a target (a pod, or a process of a pool).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodStatus {
+    /// Its name.
+    pub name: String,
+    /// Its phase.
+    pub phase: PodPhase,
+    /// Whether it is ready now.
+    pub ready: bool,
+    /// How long ago it started.
+    pub age: Duration,
+    /// How long ago its readiness last changed.
+    pub ready_changed: Duration,
+    /// Where it serves (base URL), when known.
+    pub endpoint: Option<String>,
+    /// Its process id, for a local process.
+    pub pid: Option<u32>,
+}
+
+/// Why a target could not be read or scaled.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// A member process could not be started.
+    #[error("{target}: cannot start member {member}: {source}")]
+    Spawn {
+        /// The target's name.
+        target: String,
+        /// The member's name.
+        member: String,
+        /// What the OS reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The requested count is outside what the target allows.
+    #[error("{target}: cannot scale to {requested}: {why}")]
+    Rejected {
+        /// The target's name.
+        target: String,
+        /// The count asked for.
+        requested: Replicas,
+        /// Why it was refused.
+        why: String,
+    },
+    /// The target does not answer (API server down, pool shut down).
+    #[error("{target} is unavailable: {why}")]
+    Unavailable {
+        /// The target's name.
+        target: String,
+        /// What failed.
+        why: String,
+    },
+}
