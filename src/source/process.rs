@@ -270,7 +270,7 @@ mod tests {
         idle.wait().ok();
         let pods = r.pods().unwrap();
         // Two cores shared with other work: the busy loop gets a good part of one.
-        assert!(pods["busy"] > 0.2 && pods["busy"] < 1.2, "{pods:?}");
+        assert!(pods["busy"] > 0.1 && pods["busy"] < 1.2, "{pods:?}");
         assert!(pods["idle"] < 0.05, "{pods:?}");
         assert!(mem.pods().unwrap()["idle"] > 100_000.0);
     }

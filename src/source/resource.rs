@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use serde::Deserialize;
 
-use crate::metric::{MetricId, Reading};
+use crate::metric::{MetricId, Quantity, Reading};
 use crate::source::{BuildContext, MetricSource, ResourceConfig, SourceClock, SourceError};
 
 /// Reads one resource of the target's pods through the resource metrics API.
@@ -224,33 +224,7 @@ fn pod_usage(body: &PodMetricsBody, res: &str, container: Option<&str>) -> Resul
 
 /// A Kubernetes quantity (`251738129n`, `3m`, `187212Ki`, `1.5Gi`, `2e3`) as a plain number.
 pub fn parse_quantity(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let base: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(base * mult)
+    s.parse::<Quantity>().ok().map(|q| q.as_f64())
 }
 
 impl MetricSource for ResourceSource {

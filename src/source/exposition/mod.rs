@@ -5,6 +5,8 @@
 //! used: it loses OpenMetrics counter types, cuts label values at `,` and `=`, leaves escapes raw and
 //! reports histogram `_sum`/`_count` as untyped — all of which our own services' pages contain).
 
+use std::borrow::Cow;
+
 mod promparse;
 mod text;
 
@@ -67,28 +69,28 @@ impl Format {
     }
 }
 
-/// One sample line of a page.
+/// One sample line of a page; names and label values borrow from the page where they can.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ExpoSample {
+pub struct ExpoSample<'a> {
     /// The sample's metric name, e.g. `http_requests_total` or `x_bucket`.
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// The family's declared type, applied to its `_total`/`_bucket`/`_sum`/`_count`/… samples.
     pub kind: MetricType,
     /// Labels in page order, values unescaped.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// The value.
     pub value: f64,
     /// The sample's own timestamp in seconds since the epoch, if the page gave one.
     pub timestamp: Option<f64>,
 }
 
-impl ExpoSample {
+impl ExpoSample<'_> {
     /// The value of label `name`.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -106,15 +108,15 @@ pub struct ParseError {
 pub trait ExpositionParser: Send + Sync {
     /// Every sample whose name `keep` accepts; other lines are checked only as far as needed to
     /// skip them.
-    fn parse_matching(
+    fn parse_matching<'a>(
         &self,
-        page: &str,
+        page: &'a str,
         format: Format,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<ExpoSample>, ParseError>;
+    ) -> Result<Vec<ExpoSample<'a>>, ParseError>;
 
     /// Every sample of the page.
-    fn parse(&self, page: &str, format: Format) -> Result<Vec<ExpoSample>, ParseError> {
+    fn parse<'a>(&self, page: &'a str, format: Format) -> Result<Vec<ExpoSample<'a>>, ParseError> {
         self.parse_matching(page, format, &|_| true)
     }
 }

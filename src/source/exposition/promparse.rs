@@ -1,5 +1,7 @@
 //! The `prometheus-parse` crate behind [`ExpositionParser`], kept to document its defects in tests.
 
+use std::borrow::Cow;
+
 use prometheus_parse::{Scrape, Value};
 
 use super::{ExpoSample, ExpositionParser, Format, MetricType, ParseError};
@@ -10,12 +12,12 @@ use super::{ExpoSample, ExpositionParser, Format, MetricType, ParseError};
 pub struct PromParse;
 
 impl ExpositionParser for PromParse {
-    fn parse_matching(
+    fn parse_matching<'a>(
         &self,
-        page: &str,
+        page: &'a str,
         _format: Format,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<ExpoSample>, ParseError> {
+    ) -> Result<Vec<ExpoSample<'a>>, ParseError> {
         let lines = page.lines().map(|l| Ok(l.to_string()));
         let scrape = Scrape::parse(lines).map_err(|e| ParseError {
             line: 0,
@@ -23,23 +25,24 @@ impl ExpositionParser for PromParse {
         })?;
         let mut out = Vec::new();
         for s in scrape.samples {
-            let mut labels: Vec<(String, String)> = s
+            let mut labels: Vec<(Cow<'a, str>, Cow<'a, str>)> = s
                 .labels
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
                 .collect();
             labels.sort();
-            let mut push = |name: String, kind, labels: Vec<(String, String)>, value| {
-                if keep(&name) {
-                    out.push(ExpoSample {
-                        name,
-                        kind,
-                        labels,
-                        value,
-                        timestamp: None,
-                    });
-                }
-            };
+            let mut push =
+                |name: String, kind, labels: Vec<(Cow<'a, str>, Cow<'a, str>)>, value| {
+                    if keep(&name) {
+                        out.push(ExpoSample {
+                            name: Cow::Owned(name),
+                            kind,
+                            labels,
+                            value,
+                            timestamp: None,
+                        });
+                    }
+                };
             match s.value {
                 Value::Counter(v) => push(s.metric, MetricType::Counter, labels, v),
                 Value::Gauge(v) => push(s.metric, MetricType::Gauge, labels, v),
@@ -47,7 +50,7 @@ impl ExpositionParser for PromParse {
                 Value::Histogram(buckets) => {
                     for b in buckets {
                         let mut l = labels.clone();
-                        l.push(("le".into(), format_le(b.less_than)));
+                        l.push((Cow::Borrowed("le"), Cow::Owned(format_le(b.less_than))));
                         push(
                             format!("{}_bucket", s.metric),
                             MetricType::Histogram,
@@ -59,7 +62,10 @@ impl ExpositionParser for PromParse {
                 Value::Summary(qs) => {
                     for q in qs {
                         let mut l = labels.clone();
-                        l.push(("quantile".into(), q.quantile.to_string()));
+                        l.push((
+                            Cow::Borrowed("quantile"),
+                            Cow::Owned(q.quantile.to_string()),
+                        ));
                         push(s.metric.clone(), MetricType::Summary, l, q.count);
                     }
                 }

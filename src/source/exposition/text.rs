@@ -5,6 +5,7 @@
 //! float-second timestamps, and classic millisecond timestamps. Memory is proportional to the
 //! kept lines: every string it returns is a (possibly unescaped, so never longer) copy of input.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::{ExpoSample, ExpositionParser, Format, MetricType, ParseError};
@@ -17,12 +18,12 @@ const MAX_LABELS: usize = 128;
 pub struct TextParser;
 
 impl ExpositionParser for TextParser {
-    fn parse_matching(
+    fn parse_matching<'a>(
         &self,
-        page: &str,
+        page: &'a str,
         format: Format,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<ExpoSample>, ParseError> {
+    ) -> Result<Vec<ExpoSample<'a>>, ParseError> {
         let mut types: HashMap<&str, MetricType> = HashMap::new();
         let mut out = Vec::new();
         let mut saw_eof = false;
@@ -76,7 +77,7 @@ impl ExpositionParser for TextParser {
                 continue;
             }
             let mut sample = parse_sample(&trimmed[name_len..], format).map_err(err)?;
-            sample.name = name.to_string();
+            sample.name = Cow::Borrowed(name);
             sample.kind = family_type(&types, name);
             out.push(sample);
         }
@@ -106,7 +107,7 @@ fn family_type(types: &HashMap<&str, MetricType>, name: &str) -> MetricType {
 }
 
 /// Parses what follows the metric name: `{labels} value [timestamp] [# exemplar]`.
-fn parse_sample(rest: &str, format: Format) -> Result<ExpoSample, String> {
+fn parse_sample(rest: &str, format: Format) -> Result<ExpoSample<'_>, String> {
     let mut labels = Vec::new();
     let mut rest = rest;
     if let Some(after) = rest.strip_prefix('{') {
@@ -134,7 +135,7 @@ fn parse_sample(rest: &str, format: Format) -> Result<ExpoSample, String> {
         return Err(format!("unexpected {:?} after the timestamp", clip(extra)));
     }
     Ok(ExpoSample {
-        name: String::new(),
+        name: Cow::Borrowed(""),
         kind: MetricType::Untyped,
         labels,
         value,
@@ -143,7 +144,10 @@ fn parse_sample(rest: &str, format: Format) -> Result<ExpoSample, String> {
 }
 
 /// Parses `name="value",…}` and returns what follows the closing brace.
-fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Result<&'a str, String> {
+fn parse_labels<'a>(
+    mut s: &'a str,
+    labels: &mut Vec<(Cow<'a, str>, Cow<'a, str>)>,
+) -> Result<&'a str, String> {
     loop {
         s = s.trim_start_matches([' ', '\t']);
         if let Some(after) = s.strip_prefix('}') {
@@ -169,7 +173,7 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Resul
         if labels.len() >= MAX_LABELS {
             return Err(format!("more than {MAX_LABELS} labels"));
         }
-        labels.push((name.to_string(), value));
+        labels.push((Cow::Borrowed(name), value));
         s = after.trim_start_matches([' ', '\t']);
         if let Some(after) = s.strip_prefix(',') {
             s = after;
@@ -180,18 +184,18 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Resul
 }
 
 /// Reads a quoted label value up to its closing quote, undoing escapes.
-fn parse_quoted(s: &str) -> Option<(String, &str)> {
+fn parse_quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
     let bytes = s.as_bytes();
     // Fast path: no escapes before the closing quote.
     let end = bytes.iter().position(|&b| b == b'"' || b == b'\\')?;
     if bytes[end] == b'"' {
-        return Some((s[..end].to_string(), &s[end + 1..]));
+        return Some((Cow::Borrowed(&s[..end]), &s[end + 1..]));
     }
     let mut value = String::with_capacity(end + 8);
     let mut chars = s.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '"' => return Some((value, &s[i + 1..])),
+            '"' => return Some((Cow::Owned(value), &s[i + 1..])),
             '\\' => match chars.next()?.1 {
                 'n' => value.push('\n'),
                 '\\' => value.push('\\'),

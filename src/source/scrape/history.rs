@@ -16,8 +16,6 @@ pub const MAX_POINTS_PER_SERIES: usize = 4_096;
 pub struct Series {
     /// The bucket's upper bound, for histogram buckets.
     pub le: Option<f64>,
-    /// The series' labels without `le`, canonical (for grouping buckets of one histogram).
-    pub group: Box<str>,
     /// `(scrape time, value)`, oldest first.
     pub points: VecDeque<(Instant, f64)>,
 }
@@ -36,8 +34,6 @@ pub struct EndpointHistory {
 pub struct Selected {
     /// Canonical key of the series.
     pub key: Box<str>,
-    /// Canonical labels without `le`.
-    pub group: Box<str>,
     /// `le`, for buckets.
     pub le: Option<f64>,
     /// The value.
@@ -52,11 +48,13 @@ impl EndpointHistory {
             if !self.series.contains_key(&s.key) && self.series.len() >= MAX_SERIES_PER_ENDPOINT {
                 continue;
             }
-            let series = self.series.entry(s.key.clone()).or_insert_with(|| Series {
-                le: s.le,
-                group: s.group.clone(),
-                points: VecDeque::new(),
-            });
+            let series = match self.series.get_mut(&s.key) {
+                Some(series) => series,
+                None => self.series.entry(s.key.clone()).or_insert_with(|| Series {
+                    le: s.le,
+                    points: VecDeque::new(),
+                }),
+            };
             if series.points.len() >= MAX_POINTS_PER_SERIES {
                 series.points.pop_front();
             }
@@ -75,13 +73,16 @@ impl EndpointHistory {
         });
     }
 
-    /// The points of one series as `(seconds relative to now, value)`, for the rate arithmetic.
-    pub fn relative(series: &Series, now: Instant) -> Vec<(f64, f64)> {
-        series
-            .points
-            .iter()
-            .map(|(t, v)| (-(now.saturating_duration_since(*t).as_secs_f64()), *v))
-            .collect()
+    /// The points of one series as `(seconds relative to now, value)`, written into `out`
+    /// (a buffer reused across series), for the rate arithmetic.
+    pub fn relative_into(series: &Series, now: Instant, out: &mut Vec<(f64, f64)>) {
+        out.clear();
+        out.extend(
+            series
+                .points
+                .iter()
+                .map(|(t, v)| (-(now.saturating_duration_since(*t).as_secs_f64()), *v)),
+        );
     }
 
     /// Bytes this history holds (approximate: containers' capacities plus key text).
@@ -90,10 +91,7 @@ impl EndpointHistory {
         self.series
             .iter()
             .map(|(k, s)| {
-                per_entry
-                    + k.len()
-                    + s.group.len()
-                    + s.points.capacity() * std::mem::size_of::<(Instant, f64)>()
+                per_entry + k.len() + s.points.capacity() * std::mem::size_of::<(Instant, f64)>()
             })
             .sum()
     }
@@ -106,7 +104,6 @@ mod tests {
     fn sel(key: &str, v: f64) -> Selected {
         Selected {
             key: key.into(),
-            group: key.into(),
             le: None,
             value: v,
         }

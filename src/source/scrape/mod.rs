@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::metric::{Labels, MetricId, Reading};
+use crate::metric::{MetricId, Reading};
 use crate::source::exposition::{ExpoSample, ExpositionParser, TextParser, in_family};
 use crate::source::{
     Aggregate, BuildContext, MetricSource, PodAddress, Reduce, ScrapeConfig, SourceClock,
@@ -134,6 +134,8 @@ impl ScrapeSource {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `(name, url)` of every endpoint; a pod with no known port gets an empty url (reported as
+    /// a failure of that pod on every read).
     fn current_endpoints(&self) -> Vec<(String, String)> {
         match &self.endpoints {
             Endpoints::Static(list) => list.clone(),
@@ -141,9 +143,9 @@ impl ScrapeSource {
                 let path = self.cfg.path.as_deref().unwrap_or("/metrics");
                 rx.borrow()
                     .iter()
-                    .filter_map(|p| {
-                        let port = self.cfg.port.or(p.port)?;
-                        Some((p.name.clone(), format!("http://{}:{port}{path}", p.host)))
+                    .map(|p| match self.cfg.port.or(p.port) {
+                        Some(port) => (p.name.clone(), format!("http://{}:{port}{path}", p.host)),
+                        None => (p.name.clone(), String::new()),
                     })
                     .collect()
             }
@@ -193,6 +195,13 @@ impl ScrapeSource {
             {
                 continue;
             }
+            if out.len() == history::MAX_SERIES_PER_ENDPOINT {
+                return Err(format!(
+                    "more than {} series of {} match; refusing to track them all",
+                    history::MAX_SERIES_PER_ENDPOINT,
+                    self.cfg.metric
+                ));
+            }
             out.push(selected(&s)?);
         }
         Ok(out)
@@ -209,6 +218,15 @@ impl ScrapeSource {
         }
         let fetches = endpoints.iter().map(|(name, url)| async move {
             let started = Instant::now();
+            if url.is_empty() {
+                let e = SourceError::NotConfigured {
+                    metric: self.id.clone(),
+                    why: format!(
+                        "pod {name} has no container port; set `port` in the scrape block"
+                    ),
+                };
+                return (name.clone(), started, Err(e));
+            }
             let page =
                 fetch::fetch_page(&self.http, &self.id, url, self.timeout, self.max_bytes).await;
             let selected = page.and_then(|(format, text)| {
@@ -222,29 +240,26 @@ impl ScrapeSource {
             (name.clone(), started, selected)
         });
         let results = futures::future::join_all(fetches).await;
-        let (now, wall) = self.clock.now();
-        let window = self.window();
-        let mut history = self.lock();
-        history.retain(|name, _| endpoints.iter().any(|(n, _)| n == name));
         let mut failures = Vec::new();
         let mut failed = BTreeMap::new();
-        let mut fresh: BTreeMap<String, Vec<Selected>> = BTreeMap::new();
-        for (name, started, result) in results {
-            match result {
-                Ok(samples) => {
-                    history
-                        .entry(name.clone())
-                        .or_default()
-                        .record(started, &samples, window);
-                    fresh.insert(name, samples);
-                }
-                Err(e) => {
-                    failed.insert(name, e.to_string());
-                    failures.push(e);
+        let mut answered = Vec::new();
+        {
+            let mut history = self.lock();
+            history.retain(|name, _| endpoints.iter().any(|(n, _)| n == name));
+            for (name, started, result) in results {
+                match result {
+                    Ok(samples) => {
+                        self.record(&mut history, &name, started, &samples);
+                        answered.push(name);
+                    }
+                    Err(e) => {
+                        failed.insert(name, e.to_string());
+                        failures.push(e);
+                    }
                 }
             }
         }
-        if fresh.is_empty() {
+        if answered.is_empty() {
             return Err(if failures.len() == 1 {
                 failures.remove(0)
             } else {
@@ -259,41 +274,93 @@ impl ScrapeSource {
             .map(|(_, u)| u.as_str())
             .collect::<Vec<_>>()
             .join(",");
+        let (now, wall) = self.clock.now();
+        let mut reading = self.aggregate(&answered, now, wall, &origin)?;
+        reading.failed = failed;
+        Ok(reading)
+    }
+
+    fn record(
+        &self,
+        history: &mut HashMap<String, EndpointHistory>,
+        name: &str,
+        at: Instant,
+        samples: &[Selected],
+    ) {
+        let window = self.window();
+        match history.get_mut(name) {
+            Some(h) => h.record(at, samples, window),
+            None => {
+                let mut h = EndpointHistory::default();
+                h.record(at, samples, window);
+                history.insert(name.to_string(), h);
+            }
+        }
+    }
+
+    /// Parses one endpoint's page taken at `at` and adds its selected series to the history
+    /// (what a read does per endpoint after fetching; public for benchmarks).
+    pub fn ingest(
+        &self,
+        endpoint: &str,
+        page: &str,
+        format: crate::source::exposition::Format,
+        at: Instant,
+    ) -> Result<usize, String> {
+        let samples = self.select(page, format)?;
+        self.record(&mut self.lock(), endpoint, at, &samples);
+        Ok(samples.len())
+    }
+
+    /// Computes the reading at `now` from the history of the endpoints that `answered` this
+    /// round: gauge per pod, counter rate per pod, or the merged histogram quantile.
+    pub fn aggregate(
+        &self,
+        answered: &[String],
+        now: Instant,
+        wall: std::time::SystemTime,
+        origin: &str,
+    ) -> Result<Reading, SourceError> {
+        let history = self.lock();
         let no_data = |why: String| SourceError::NoData {
             metric: self.id.clone(),
-            endpoint: origin.clone(),
+            endpoint: origin.to_string(),
             why,
         };
-        let mut reading = match &self.cfg.aggregate {
-            None => gauge(&fresh, Reduce::Avg, wall, &origin),
-            Some(Aggregate::Gauge { reduce }) => gauge(&fresh, *reduce, wall, &origin),
+        let answered = answered
+            .iter()
+            .filter_map(|n| history.get(n).map(|h| (n, h)));
+        let reading = match &self.cfg.aggregate {
+            None => gauge(answered, Reduce::Avg, wall, origin),
+            Some(Aggregate::Gauge { reduce }) => gauge(answered, *reduce, wall, origin),
             Some(Aggregate::Rate { window }) => {
                 let w = window.get().as_secs_f64();
                 let mut pods = BTreeMap::new();
-                for name in fresh.keys() {
-                    let h = &history[name];
-                    let rates: Vec<f64> = h
-                        .series
-                        .values()
-                        .filter_map(|s| {
-                            math::extrapolated_rate(&EndpointHistory::relative(s, now), 0.0, w)
-                        })
-                        .collect();
-                    if !rates.is_empty() {
-                        pods.insert(name.clone(), rates.iter().sum());
+                let mut buf = Vec::new();
+                for (name, h) in answered {
+                    let mut sum = None;
+                    for s in h.series.values() {
+                        EndpointHistory::relative_into(s, now, &mut buf);
+                        if let Some(r) = math::extrapolated_rate(&buf, 0.0, w) {
+                            *sum.get_or_insert(0.0) += r;
+                        }
+                    }
+                    if let Some(sum) = sum {
+                        pods.insert(name.clone(), sum);
                     }
                 }
-                Reading::per_pod(pods.clone(), pods.values().sum(), wall, origin.clone())
+                let total = pods.values().sum();
+                Reading::per_pod(pods, total, wall, origin)
             }
             Some(Aggregate::Quantile { q, window }) => {
                 let w = window.get().as_secs_f64();
                 let mut by_le: HashMap<u64, f64> = HashMap::new();
-                for name in fresh.keys() {
-                    for s in history[name].series.values() {
+                let mut buf = Vec::new();
+                for (_, h) in answered {
+                    for s in h.series.values() {
                         let Some(le) = s.le else { continue };
-                        if let Some(r) =
-                            math::extrapolated_rate(&EndpointHistory::relative(s, now), 0.0, w)
-                        {
+                        EndpointHistory::relative_into(s, now, &mut buf);
+                        if let Some(r) = math::extrapolated_rate(&buf, 0.0, w) {
                             *by_le.entry(le.to_bits()).or_default() += r;
                         }
                     }
@@ -309,7 +376,7 @@ impl ScrapeSource {
                         self.cfg.metric, window
                     )));
                 }
-                Reading::value(v, wall, origin.clone())
+                Reading::value(v, wall, origin)
             }
         };
         if let Some(pods) = reading.pods()
@@ -325,22 +392,28 @@ impl ScrapeSource {
                 _ => format!("no series named {} matched", self.cfg.metric),
             }));
         }
-        reading.failed = failed;
         Ok(reading)
     }
 }
 
-/// Gauge per pod: the pod's matching series summed; then the configured reduction.
-fn gauge(
-    fresh: &BTreeMap<String, Vec<Selected>>,
+/// Gauge per pod: the latest values of the pod's matching series summed; then the reduction.
+fn gauge<'a>(
+    answered: impl Iterator<Item = (&'a String, &'a EndpointHistory)>,
     reduce: Reduce,
     wall: std::time::SystemTime,
     origin: &str,
 ) -> Reading {
-    let pods: BTreeMap<String, f64> = fresh
-        .iter()
-        .filter(|(_, s)| !s.is_empty())
-        .map(|(n, s)| (n.clone(), s.iter().map(|x| x.value).sum()))
+    let pods: BTreeMap<String, f64> = answered
+        .filter_map(|(n, h)| {
+            let last = h.last_ok?;
+            let mut values = h
+                .series
+                .values()
+                .filter_map(|s| s.points.back().filter(|(t, _)| *t == last).map(|(_, v)| *v))
+                .peekable();
+            values.peek()?;
+            Some((n.clone(), values.sum()))
+        })
         .collect();
     let total = match reduce {
         Reduce::Sum => pods.values().sum(),
@@ -350,28 +423,45 @@ fn gauge(
     Reading::per_pod(pods, total, wall, origin)
 }
 
-/// A parsed sample as a history entry: canonical key, group without `le`, and `le`.
+/// A parsed sample as a history entry: a canonical key (name and sorted labels) and `le`.
 fn selected(s: &ExpoSample) -> Result<Selected, String> {
-    let mut labels: Labels = Labels::new();
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len());
     let mut le = None;
     for (k, v) in &s.labels {
         if k == "le" {
-            le = Some(
-                crate::source::exposition::parse_le(v)
-                    .ok_or_else(|| format!("bucket {} has a bad le {v:?}", s.name))?,
-            );
+            let bound = crate::source::exposition::parse_le(v)
+                .ok_or_else(|| format!("bucket {} has a bad le {v:?}", s.name))?;
+            le = Some((bound, v.as_ref()));
         } else {
-            labels.insert(k.clone(), v.clone());
+            labels.push((k, v));
         }
     }
-    let group: String = labels.iter().map(|(k, v)| format!("{k}={v:?},")).collect();
-    let key = match le {
-        Some(le) => format!("{}{{{group}le={le}}}", s.name),
-        None => format!("{}{{{group}}}", s.name),
+    labels.sort_unstable();
+    let mut key = String::with_capacity(s.name.len() + 64);
+    key.push_str(&s.name);
+    key.push('{');
+    let mut push_label = |k: &str, v: &str| {
+        key.push_str(k);
+        key.push_str("=\"");
+        // Escape so that distinct label sets never produce the same key.
+        for c in v.chars() {
+            if matches!(c, '"' | '\\') {
+                key.push('\\');
+            }
+            key.push(c);
+        }
+        key.push_str("\",");
     };
+    for (k, v) in labels {
+        push_label(k, v);
+    }
+    if let Some((_, raw)) = le {
+        push_label("le", raw);
+    }
+    key.push('}');
+    let le = le.map(|(bound, _)| bound);
     Ok(Selected {
         key: key.into(),
-        group: group.into(),
         le,
         value: s.value,
     })

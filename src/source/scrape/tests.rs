@@ -250,10 +250,20 @@ async fn pods_appear_and_vanish_mid_window() {
         .await
         .unwrap();
     assert_eq!(r.pods().unwrap().len(), 2);
-    tx.send(vec![addr(&b, "web-b")]).unwrap();
+    let portless = PodAddress {
+        name: "web-c".into(),
+        host: "127.0.0.1".into(),
+        port: None,
+    };
+    tx.send(vec![addr(&b, "web-b"), portless]).unwrap();
     let r = src.read().await.unwrap();
     assert_eq!(r.pods().unwrap().keys().collect::<Vec<_>>(), ["web-b"]);
     assert_eq!(src.lock().len(), 1, "the vanished pod's history is gone");
+    assert!(
+        r.failed["web-c"].contains("no container port"),
+        "{:?}",
+        r.failed
+    );
 }
 
 #[tokio::test]
@@ -325,27 +335,34 @@ async fn all_endpoints_failing_is_one_error_listing_each() {
     );
 }
 
-#[tokio::test]
-async fn huge_pages_are_capped_and_big_ones_read() {
-    let big = TestEndpoint::start(|_| {
+fn gauge_page(series: usize) -> impl Fn(f64) -> String + Send + Sync {
+    move |_| {
         let mut s = String::from("# TYPE g gauge\n");
-        for i in 0..20_000 {
+        for i in 0..series {
             s += &format!("g{{series=\"{i}\",pad=\"{}\"}} 1\n", "x".repeat(40));
         }
         s
-    })
-    .await;
-    let src = ScrapeSource::new(
-        cfg("metric: g\naggregate: {gauge: {reduce: sum}}\n", &[&big]),
-        &ctx(),
-    )
-    .unwrap();
-    assert_eq!(src.read().await.unwrap().total(), 20_000.0);
+    }
+}
+
+#[tokio::test]
+async fn huge_pages_are_capped_and_big_ones_read() {
+    let big = TestEndpoint::start(gauge_page(8_000)).await;
+    let sum = "metric: g\naggregate: {gauge: {reduce: sum}}\n";
+    let src = ScrapeSource::new(cfg(sum, &[&big]), &ctx()).unwrap();
+    assert_eq!(src.read().await.unwrap().total(), 8_000.0);
     let capped = ScrapeSource::new(cfg("metric: g\n", &[&big]), &ctx())
         .unwrap()
         .with_max_bytes(64 * 1024);
     let e = capped.read().await.unwrap_err();
     assert!(e.to_string().contains("65536-byte limit"), "{e}");
+    let too_many = TestEndpoint::start(gauge_page(history::MAX_SERIES_PER_ENDPOINT + 1)).await;
+    let e = ScrapeSource::new(cfg(sum, &[&too_many]), &ctx())
+        .unwrap()
+        .read()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("more than 10000 series of g"), "{e}");
 }
 
 #[tokio::test]
