@@ -22,8 +22,8 @@ use crate::config::DurationSpec;
 use crate::control::{LoopOptions, PolicyLoop};
 use crate::engine::{Policy, Replicas, Requests};
 use crate::source::BuildContext;
-use crate::store::SampleStore;
 use crate::spec::{BehaviorSpec, ScalingPolicySpec, ScalingRulesSpec, SpecError, load_policy_yaml};
+use crate::store::SampleStore;
 use crate::target::{PoolConfig, ProcessPool, ScaleTarget};
 use crate::telemetry::Telemetry;
 
