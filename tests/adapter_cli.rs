@@ -39,6 +39,11 @@ async fn serves_self_signed_in_dev_mode_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("adapter.yaml");
     std::fs::write(&cfg, adapter_support::config_yaml(&gauge.url)).unwrap();
+    std::fs::write(
+        dir.path().join("web-policy.yaml"),
+        adapter_support::policy_yaml(&gauge.url),
+    )
+    .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -46,6 +46,10 @@ async fn kubectl_reads_every_url_form_with_real_values() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(seen, "7500m");
+    // A ScalingPolicy's metric is served too, as <namespace>.<policy>.<metric>.
+    let v = raw(&a, &format!("{E}/namespaces/shop/shop.web.queue")).await;
+    assert_eq!(v["items"][0]["metricName"], "shop.web.queue", "{v}");
+    assert_eq!(v["items"][0]["value"], "7500m", "{v}");
 
     let pod_name = a
         .gauge

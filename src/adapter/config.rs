@@ -100,6 +100,8 @@ struct RawFile {
     external_metrics: Vec<Value>,
     #[serde(default)]
     custom_metrics: Vec<Value>,
+    #[serde(default)]
+    policies: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +135,62 @@ struct RawCustom {
     scrape: Option<ScrapeConfig>,
     #[serde(default)]
     prometheus: Option<PrometheusConfig>,
+}
+
+/// The external metric name of a ScalingPolicy's metric: `<namespace>.<policy>.<metric>`.
+pub fn policy_metric_name(namespace: &str, policy: &str, metric: &str) -> String {
+    format!("{namespace}.{policy}.{metric}")
+}
+
+/// Every metric of the ScalingPolicy in `path`, as external metrics served in its namespace.
+fn policy_metrics(
+    at: &str,
+    path: &std::path::Path,
+    problems: &mut Vec<String>,
+) -> Vec<ExternalMetric> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("{at}: cannot read {}: {e}", path.display()));
+            return Vec::new();
+        }
+    };
+    let (spec, _) = match crate::spec::load_policy_yaml(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(format!("{at}: {}: {e}", path.display()));
+            return Vec::new();
+        }
+    };
+    let doc = crate::spec::yaml_value(&text).unwrap_or(Value::Null);
+    let meta = |key: &str| {
+        doc.pointer(&format!("/metadata/{key}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let namespace = meta("namespace").unwrap_or_else(|| "default".into());
+    let policy = meta("name")
+        .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "policy".into());
+    let mut out = Vec::new();
+    for (j, m) in spec.metrics.iter().enumerate() {
+        let where_ = format!("{at} ({}).metrics[{j}]", path.display());
+        if m.resource.is_some() {
+            problems.push(format!(
+                "{where_}: `resource` metrics are served by metrics.k8s.io, not by this adapter"
+            ));
+            continue;
+        }
+        if let Some(source) = source(&where_, m.scrape.clone(), m.prometheus.clone(), problems) {
+            out.push(ExternalMetric {
+                name: policy_metric_name(&namespace, &policy, &m.name),
+                labels: BTreeMap::new(),
+                namespace: Some(namespace.clone()),
+                source,
+            });
+        }
+    }
+    out
 }
 
 /// Whether `resource` is namespaced unless told otherwise.
@@ -216,11 +274,16 @@ impl AdapterConfig {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
-        Self::parse(&text)
+        Self::parse_in(&text, path.parent())
     }
 
     /// Parses config text (YAML or JSON), reporting every problem at once.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_in(text, None)
+    }
+
+    /// Parses a config whose relative `policies` paths are relative to `base`.
+    pub fn parse_in(text: &str, base: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let doc = crate::spec::yaml_value(text).map_err(|e| ConfigError::Invalid(vec![e]))?;
         let doc = if doc.is_null() {
             Value::Object(Default::default())
@@ -350,6 +413,23 @@ impl AdapterConfig {
                 });
             }
         }
+        for (i, file) in raw.policies.iter().enumerate() {
+            let at = format!("policies[{i}]");
+            let path = match base {
+                Some(dir) => dir.join(file),
+                None => std::path::PathBuf::from(file),
+            };
+            for metric in policy_metrics(&at, &path, &mut problems) {
+                if !seen_ext.insert((
+                    metric.name.clone(),
+                    metric.labels.clone(),
+                    metric.namespace.clone(),
+                )) {
+                    problems.push(format!("{at}: metric {:?} is declared twice", metric.name));
+                }
+                out.external.push(metric);
+            }
+        }
         if problems.is_empty() {
             Ok(out)
         } else {
@@ -376,6 +456,37 @@ mod tests {
         assert!(c.custom[0].namespaced);
         assert!(!c.custom[1].namespaced);
         assert_eq!(c.custom[1].namespace, None);
+    }
+
+    #[test]
+    fn policy_metrics_become_external_metrics_in_the_policy_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("web.yaml"),
+            "metadata: {name: web, namespace: shop}\nspec:\n  targetRef: {kind: Deployment, name: web}\n  maxReplicas: 5\n  metrics:\n  \
+             - name: rps\n    prometheus: {query: 'sum(rate(x[1m]))'}\n    target: {type: AverageValue, averageValue: '100'}\n  \
+             - name: cpu\n    resource: {name: cpu}\n    target: {type: Utilization, averageUtilization: 50}\n",
+        )
+        .unwrap();
+        let e = AdapterConfig::parse_in("policies: [web.yaml, missing.yaml]\n", Some(dir.path()))
+            .unwrap_err();
+        let ConfigError::Invalid(p) = e else { panic!() };
+        let all = p.join("\n");
+        assert!(
+            all.contains("metrics[1]: `resource` metrics are served by metrics.k8s.io"),
+            "{all}"
+        );
+        assert!(all.contains("policies[1]: cannot read"), "{all}");
+        std::fs::write(
+            dir.path().join("only-rps.yaml"),
+            "metadata: {name: web, namespace: shop}\nspec:\n  targetRef: {kind: Deployment, name: web}\n  maxReplicas: 5\n  metrics:\n  \
+             - name: rps\n    prometheus: {query: 'sum(rate(x[1m]))'}\n    target: {type: AverageValue, averageValue: '100'}\n",
+        )
+        .unwrap();
+        let c = AdapterConfig::parse_in("policies: [only-rps.yaml]\n", Some(dir.path())).unwrap();
+        assert_eq!(c.external.len(), 1);
+        assert_eq!(c.external[0].name, "shop.web.rps");
+        assert_eq!(c.external[0].namespace.as_deref(), Some("shop"));
     }
 
     #[test]

@@ -147,38 +147,47 @@ impl PrometheusSource {
         };
         match data.result_type.as_str() {
             "scalar" => {
-                let pair: (f64, String) = serde_json::from_value(data.result)
+                let pair: (f64, String) = serde_json::from_str(data.result.get())
                     .map_err(|e| bad(format!("bad scalar: {e}")))?;
                 let v =
                     parse_float(&pair.1).ok_or_else(|| bad(format!("bad value {:?}", pair.1)))?;
                 Ok(Reading::value(v, wall, origin))
             }
             "vector" => {
-                let series: Vec<VectorSample> = serde_json::from_value(data.result)
+                let value_of = |text: &str| {
+                    parse_float(text).ok_or_else(|| bad(format!("bad value {text:?}")))
+                };
+                let Some(label) = &self.pod_label else {
+                    let series: Vec<VectorValue> = serde_json::from_str(data.result.get())
+                        .map_err(|e| bad(format!("bad vector: {e}")))?;
+                    if series.is_empty() {
+                        return Err(no_data());
+                    }
+                    let mut total = 0.0;
+                    for s in &series {
+                        total += value_of(&s.value.1)?;
+                    }
+                    return Ok(Reading::value(total, wall, origin));
+                };
+                let series: Vec<VectorSample> = serde_json::from_str(data.result.get())
                     .map_err(|e| bad(format!("bad vector: {e}")))?;
                 if series.is_empty() {
                     return Err(no_data());
                 }
                 let mut values = Vec::with_capacity(series.len());
                 for s in series {
-                    let v = parse_float(&s.value.1)
-                        .ok_or_else(|| bad(format!("bad value {:?}", s.value.1)))?;
+                    let v = value_of(&s.value.1)?;
                     values.push((s.metric, v));
                 }
                 let total: f64 = values.iter().map(|(_, v)| v).sum();
-                match &self.pod_label {
-                    None => Ok(Reading::value(total, wall, origin)),
-                    Some(label) => {
-                        let mut pods = BTreeMap::new();
-                        for (metric, v) in values {
-                            let pod = metric.get(label).ok_or_else(|| {
-                                bad(format!("a series has no {label:?} label: {metric:?}"))
-                            })?;
-                            *pods.entry(pod.clone()).or_insert(0.0) += v;
-                        }
-                        Ok(Reading::per_pod(pods, total, wall, origin))
-                    }
+                let mut pods = BTreeMap::new();
+                for (metric, v) in values {
+                    let pod = metric.get(label).ok_or_else(|| {
+                        bad(format!("a series has no {label:?} label: {metric:?}"))
+                    })?;
+                    *pods.entry(pod.clone()).or_insert(0.0) += v;
                 }
+                Ok(Reading::per_pod(pods, total, wall, origin))
             }
             other => Err(bad(format!(
                 "result type {other:?}; an instant query must return a vector or scalar"
@@ -214,7 +223,15 @@ struct ApiResponse {
 #[serde(rename_all = "camelCase")]
 struct ApiData {
     result_type: String,
-    result: serde_json::Value,
+    // Kept as raw text and decoded once into the typed shape the result type calls for: a
+    // generic value tree of a 10,000-series answer costs several times the answer's size.
+    result: Box<serde_json::value::RawValue>,
+}
+
+/// A vector sample when only its value is needed (no pod label): labels are skipped unread.
+#[derive(Deserialize)]
+struct VectorValue {
+    value: (f64, String),
 }
 
 #[derive(Deserialize)]

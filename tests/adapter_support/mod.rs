@@ -227,6 +227,24 @@ customMetrics:
   resource: nodes
   object: node-1
   scrape: {{endpoints: ["{gauge_url}"], metric: inflight}}
+policies: [web-policy.yaml]
+"#
+    )
+}
+
+/// A ScalingPolicy whose metric the adapter also serves, as `shop.web.queue`.
+pub fn policy_yaml(gauge_url: &str) -> String {
+    format!(
+        r#"apiVersion: tidescale.io/v1alpha1
+kind: ScalingPolicy
+metadata: {{name: web, namespace: shop}}
+spec:
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  maxReplicas: 10
+  metrics:
+  - name: queue
+    scrape: {{endpoints: ["{gauge_url}"], metric: queue_depth}}
+    target: {{type: Value, value: "30"}}
 "#
     )
 }
@@ -240,6 +258,7 @@ impl Adapter {
         let pki = Pki::new(dir.path());
         let gauge = gauge_server(42.0).await;
         let config = write(dir.path(), "adapter.yaml", &config_yaml(&gauge.url));
+        write(dir.path(), "web-policy.yaml", &policy_yaml(&gauge.url));
         let (client, reviews) = mock_kube();
         let reviewer = Arc::new(KubeReviewer::new(client));
         let authz = match mode {
