@@ -29,12 +29,13 @@ fn main() -> ExitCode {
         match command {
             Command::Probe(args) => {
                 let mut out = std::io::stdout().lock();
-                tidescale::probe::run(&args, &mut out, shutdown_signal()).await?;
+                tidescale::probe::run(&args, &mut out, tidescale_demo::cli::shutdown_signal())
+                    .await?;
                 Ok(())
             }
             Command::Adapter(args) => {
                 tidescale::telemetry::init_logging(tidescale::telemetry::LogFormat::Text, "info");
-                tidescale::adapter::run::run(&args, shutdown_signal()).await?;
+                tidescale::adapter::run::run(&args, tidescale_demo::cli::shutdown_signal()).await?;
                 Ok(())
             }
             Command::Demo(args) => {
@@ -54,21 +55,5 @@ fn main() -> ExitCode {
             eprintln!("tidescale: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM (what a pod receives when it is stopped).
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }

@@ -100,7 +100,8 @@ async fn serve(args: Args) -> anyhow::Result<Drained> {
     Ok(drained)
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (what a pod receives when it is stopped).
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
