@@ -1,7 +1,7 @@
 //! The metric source blocks a user writes inside a policy metric or an adapter metric.
 //!
 //! One vocabulary for both places: `scrape`, `prometheus`, `resource` and `process` (see
-//! `docs/scaling-policy.md`). These are plain data; sources are built from them.
+//! `docs/spec/scaling-policy.md`). These are plain data; sources are built from them.
 
 use std::collections::BTreeMap;
 
