@@ -83,13 +83,31 @@ pub struct TickRecord {
 pub struct LoopOptions {
     /// The policy's name in logs, metrics and store keys (`shop/web`, `demo`).
     pub name: String,
-    /// The evaluation interval (the policy's `interval`, or an override).
+    /// How often sources are read (the policy's `interval`, or an override).
     pub interval: Duration,
+    /// Evaluate on every this-many reads (1: every tick). Reading more often than deciding
+    /// keeps windowed metrics (rates, quantiles) meaningful when decisions are sparse.
+    pub evaluate_every: u32,
     /// Requests assumed for members that report none (a local pool has no requests).
     pub default_requests: Requests,
-    /// Hold each metric's reading this long before reading it again (emulates a metrics
-    /// pipeline's resolution; zero reads every tick).
+    /// Hand the engine a new reading only this often (zero: every read). Emulates a metrics
+    /// pipeline such as metrics-server: its publications run on their own clock, half a
+    /// period out of phase with the decisions, so a decision sees readings that are on
+    /// average that much old.
     pub resolution: Duration,
+}
+
+impl LoopOptions {
+    /// Options for a loop that reads and decides every `interval`.
+    pub fn every(name: &str, interval: Duration) -> Self {
+        Self {
+            name: name.to_string(),
+            interval,
+            evaluate_every: 1,
+            default_requests: Requests::default(),
+            resolution: Duration::ZERO,
+        }
+    }
 }
 
 /// A metric's source as the loop holds it.
@@ -107,7 +125,8 @@ struct LoopMetric {
     resource: Option<ResourceName>,
     source: Arc<dyn MetricSource>,
     writer: Option<StoreWriter>,
-    cached: Option<(Instant, Result<Reading, String>)>,
+    /// What the engine is handed, and when it was published (see `LoopOptions::resolution`).
+    published: Option<(Instant, Result<Reading, String>)>,
 }
 
 /// One task per policy: tick → observe → evaluate → act → record.
@@ -198,7 +217,7 @@ impl PolicyLoop {
                 resource: s.resource,
                 source: s.source,
                 writer,
-                cached: None,
+                published: None,
             });
         }
         Ok(Self {
@@ -233,12 +252,29 @@ impl PolicyLoop {
         let mut ticker = tokio::time::interval(self.options.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let every = u64::from(self.options.evaluate_every.max(1));
+        let mut n: u64 = 0;
         loop {
             tokio::select! {
                 () = &mut shutdown => return,
-                _ = ticker.tick() => { self.tick().await; }
+                _ = ticker.tick() => {
+                    if n.is_multiple_of(every) {
+                        self.tick().await;
+                    } else {
+                        self.read_only().await;
+                    }
+                    n += 1;
+                }
             }
         }
+    }
+
+    /// A tick without a decision: the sources are read (windows stay filled) and published.
+    pub async fn read_only(&mut self) {
+        if let Ok(status) = self.target.status().await {
+            self.publish_members(&status);
+        }
+        self.read_all().await;
     }
 
     /// One evaluation: observe, decide, act, record.
@@ -356,37 +392,42 @@ impl PolicyLoop {
     }
 
     async fn read_all(&mut self) -> Vec<Result<Reading, String>> {
-        let now = Instant::now();
-        let resolution = self.options.resolution;
         let reads = self.metrics.iter().map(|m| async move {
-            if let Some((at, cached)) = &m.cached
-                && now.duration_since(*at) < resolution
-            {
-                return (cached.clone(), None);
-            }
             let t0 = Instant::now();
             let result = m.source.read().await.map_err(|e| e.to_string());
-            (result, Some(t0.elapsed()))
+            (result, t0.elapsed())
         });
         let results = futures::future::join_all(reads).await;
+        let now = Instant::now();
+        let resolution = self.options.resolution;
+        // Publications are half a resolution out of phase with the loop's start.
+        let first_publication = self.origin + resolution / 2;
         let mut out = Vec::with_capacity(results.len());
         for (m, (result, took)) in self.metrics.iter_mut().zip(results) {
-            if let Some(took) = took {
-                self.telemetry.source_read(
-                    &self.options.name,
-                    &m.name,
-                    took.as_secs_f64(),
-                    result.is_ok(),
-                );
-                if let Some(w) = &m.writer {
-                    match &result {
-                        Ok(r) => w.put(r.clone()),
-                        Err(e) => w.fail(e),
-                    }
+            self.telemetry.source_read(
+                &self.options.name,
+                &m.name,
+                took.as_secs_f64(),
+                result.is_ok(),
+            );
+            if let Some(w) = &m.writer {
+                match &result {
+                    Ok(r) => w.put(r.clone()),
+                    Err(e) => w.fail(e),
                 }
-                m.cached = Some((now, result.clone()));
             }
-            out.push(result);
+            let due = match &m.published {
+                _ if resolution.is_zero() => true,
+                None => now >= first_publication,
+                Some((at, _)) => now.duration_since(*at) >= resolution,
+            };
+            if due {
+                m.published = Some((now, result));
+            }
+            out.push(match &m.published {
+                Some((_, r)) => r.clone(),
+                None => Err("no reading published yet".to_string()),
+            });
         }
         out
     }

@@ -268,13 +268,23 @@ fn hpa_default_behavior() -> BehaviorSpec {
     }
 }
 
+/// How a run reads and decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cadence {
+    /// Read and decide every policy interval, on fresh readings (tidescale).
+    Policy,
+    /// Decide every policy interval on readings a metrics pipeline published at that
+    /// resolution (the native HPA on metrics-server or an adapter).
+    MetricsPipeline,
+}
+
 /// One run of the whole loop; returns what happened.
 pub async fn run_once(
     config: &DemoConfig,
     label: &str,
     spec: &ScalingPolicySpec,
     policy: Policy,
-    resolution: Duration,
+    cadence: Cadence,
     redis: Option<&str>,
 ) -> Result<RunResult, DemoError> {
     let program = match &config.program {
@@ -341,15 +351,25 @@ pub async fn run_once(
         .build()
         .map_err(|e| local("building the HTTP client")(e.to_string()))?;
     let ctx = BuildContext::new(crate::metric::MetricId::new("demo", ""), http);
+    let interval = spec.interval.map(|d| d.0).unwrap_or(Duration::from_secs(5));
+    let options = match cadence {
+        Cadence::Policy => LoopOptions::every(&spec.target_ref.name, interval),
+        // The HPA decides every `interval` on what a metrics pipeline published at that
+        // resolution, while the metrics themselves are collected continuously.
+        Cadence::MetricsPipeline => LoopOptions {
+            interval: Duration::from_secs(1),
+            evaluate_every: interval.as_secs().max(1) as u32,
+            resolution: interval,
+            ..LoopOptions::every(&spec.target_ref.name, interval)
+        },
+    };
+    // A local replica may use one core: Utilization targets read against that.
     let options = LoopOptions {
-        name: spec.target_ref.name.clone(),
-        interval: spec.interval.map(|d| d.0).unwrap_or(Duration::from_secs(5)),
-        // A local replica may use one core: Utilization targets read against that.
         default_requests: Requests {
             cpu: Some(1000),
             memory: None,
         },
-        resolution,
+        ..options
     };
     let target: Arc<dyn ScaleTarget> = pool.clone();
     let (rec_tx, mut rec_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -481,7 +501,7 @@ pub async fn run(config: DemoConfig) -> Result<String, DemoError> {
             "tidescale",
             &spec,
             policy,
-            Duration::ZERO,
+            Cadence::Policy,
             redis_url.as_deref(),
         )
         .await?,
@@ -495,7 +515,7 @@ pub async fn run(config: DemoConfig) -> Result<String, DemoError> {
                 "hpa-defaults",
                 &hspec,
                 hpolicy,
-                Duration::from_secs(15),
+                Cadence::MetricsPipeline,
                 redis_url.as_deref(),
             )
             .await?,

@@ -43,12 +43,7 @@ fn pods(n: usize, each: f64) -> Result<Reading, SourceError> {
 
 fn build(source: Arc<FakeSource>, target: Arc<FakeTarget>, store: &SampleStore) -> PolicyLoop {
     let (_, policy) = load_policy_yaml(POLICY).unwrap();
-    let options = LoopOptions {
-        name: "demo".into(),
-        interval: Duration::from_secs(1),
-        default_requests: Requests::default(),
-        resolution: Duration::ZERO,
-    };
+    let options = LoopOptions::every("demo", Duration::from_secs(1));
     let sources = vec![LoopSource {
         name: "rps".into(),
         resource: None,
@@ -162,4 +157,60 @@ async fn scale_down_waits_for_the_stabilization_window_and_run_stops_on_shutdown
     stop_tx.send(()).unwrap();
     task.await.unwrap();
     assert!(source.reads() >= 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_metrics_pipeline_cadence_reads_every_tick_but_decides_on_published_readings() {
+    let id = MetricId::new("demo", "rps");
+    // Read n (from 0) reports n per pod on 2 pods.
+    let script: Vec<_> = (0..40).map(|n| pods(2, f64::from(n))).collect();
+    let source = Arc::new(FakeSource::new(id, script));
+    let target = Arc::new(FakeTarget::new("ProcessPool/demo", Replicas(2)));
+    let store = SampleStore::new(16);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (_, policy) = load_policy_yaml(POLICY).unwrap();
+    let options = LoopOptions {
+        evaluate_every: 15,
+        resolution: Duration::from_secs(15),
+        ..LoopOptions::every("demo", Duration::from_secs(1))
+    };
+    let sources = vec![LoopSource {
+        name: "rps".into(),
+        resource: None,
+        source: source.clone(),
+    }];
+    let lp = PolicyLoop::from_sources(
+        policy,
+        sources,
+        target,
+        Some(&store),
+        Arc::new(Telemetry::new()),
+        options,
+    )
+    .unwrap()
+    .with_records(tx);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(lp.run(async {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(30_500)).await;
+    stop_tx.send(()).unwrap();
+    task.await.unwrap();
+    // Ticks at 0..=30 s: every one read, decisions at 0, 15 and 30 s only.
+    assert_eq!(source.reads(), 31);
+    let records: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.t.round() as i64)
+            .collect::<Vec<_>>(),
+        vec![0, 15, 30]
+    );
+    // Nothing is published before 7.5 s; then the reads of 8 s and 23 s are what the
+    // decisions at 15 s and 30 s see (the sum over 2 pods of n per pod).
+    assert!(records[0].metrics["rps"].is_err());
+    assert_eq!(records[1].metrics["rps"], Ok(16.0));
+    assert_eq!(records[2].metrics["rps"], Ok(46.0));
 }
