@@ -17,6 +17,9 @@ use super::selector::Selector;
 
 /// How long a pod list is reused for the same namespace and selector.
 pub const POD_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long one list may take before the request is answered with an error; the HPA's own
+/// request would otherwise wait on a stuck API server.
+pub const POD_LIST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most (namespace, selector) lists kept at once.
 pub const POD_CACHE_MAX: usize = 1024;
 
@@ -110,14 +113,15 @@ impl KubePodLister {
         } else {
             ListParams::default().labels(selector)
         };
-        let list = api
-            .list_metadata(&lp)
+        let err = |message: String| PodListError::List {
+            namespace: namespace.to_string(),
+            selector: selector.to_string(),
+            message,
+        };
+        let list = tokio::time::timeout(POD_LIST_TIMEOUT, api.list_metadata(&lp))
             .await
-            .map_err(|e| PodListError::List {
-                namespace: namespace.to_string(),
-                selector: selector.to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|_| err(format!("no answer within {POD_LIST_TIMEOUT:?}")))?
+            .map_err(|e| err(e.to_string()))?;
         Ok(list
             .items
             .into_iter()
@@ -381,6 +385,25 @@ mod tests {
         let (_, query, _) = answer(&mut handle, StatusCode::OK, pod_list(&["p"])).await;
         assert_eq!(query.as_deref(), Some("labelSelector=a%3D1"));
         t.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kube_lister_gives_up_on_a_stuck_api_server() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let lister = KubePodLister::new(kube::Client::new(svc, "default"));
+        let stuck = tokio::spawn(async move {
+            // Take the request and never answer it.
+            let held = handle.next_request().await;
+            tokio::time::sleep(POD_LIST_TIMEOUT * 10).await;
+            drop(held);
+        });
+        let err = lister
+            .pods("shop", "app=web")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no answer within 5s"), "{err}");
+        stuck.abort();
     }
 
     #[tokio::test]
