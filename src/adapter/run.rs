@@ -130,7 +130,8 @@ async fn kube_client(path: Option<&PathBuf>) -> Result<Option<kube::Client>, Run
         .map_err(|e| RunError::Kube(e.to_string()))
 }
 
-/// Security settings, and the CA certificates to advertise in the TLS handshake.
+/// Security settings, the CA certificates to advertise in the TLS handshake, and where pods
+/// come from ([`security`] leaves that to [`pod_lister`]).
 pub struct Prepared {
     /// Authentication and authorization.
     pub security: Security,
