@@ -1,6 +1,6 @@
 //! Answers metric GETs (U1–U6) from the sample store: never from a source on the request path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use crate::metric::{MetricId, Quantity, Reading};
@@ -188,7 +188,27 @@ struct Found {
     namespace: Option<String>,
 }
 
+/// True when answering `req` takes the live pods its `labelSelector` selects: a wildcard on
+/// `pods` that some per-pod entry (one without `object`) of the request's namespace serves.
+pub fn wants_live_pods(cfg: &AdapterConfig, ix: &Index, req: &CustomRequest) -> bool {
+    req.is_wildcard()
+        && req.resource == "pods"
+        && ix
+            .custom
+            .get(&(req.resource.clone(), req.metric.clone()))
+            .is_some_and(|entries| {
+                entries.iter().any(|&i| {
+                    let m = &cfg.custom[i];
+                    m.object.is_none() && m.namespace == req.namespace
+                })
+            })
+}
+
 /// A custom metric (U1–U5), serialized for the request's version.
+///
+/// `live_pods` is the set of pods the cluster says `selector` selects (see
+/// [`wants_live_pods`]). When given, per-pod entries keep only those pods and their
+/// `objectLabels` are not consulted; without it, `objectLabels` decide (no cluster).
 pub fn custom(
     cfg: &AdapterConfig,
     ix: &Index,
@@ -196,6 +216,7 @@ pub fn custom(
     req: &CustomRequest,
     selector: &Selector,
     metric_selector: &Selector,
+    live_pods: Option<&BTreeSet<String>>,
 ) -> Result<Vec<u8>, Status> {
     let gr = &req.resource;
     let not_found = || {
@@ -226,7 +247,8 @@ pub fn custom(
         if m.namespace != req.namespace {
             continue;
         }
-        if req.is_wildcard() && !selector.matches(&m.object_labels) {
+        let per_pod_live = m.object.is_none() && live_pods.is_some();
+        if req.is_wildcard() && !per_pod_live && !selector.matches(&m.object_labels) {
             continue;
         }
         if let Some(obj) = &m.object
@@ -247,7 +269,12 @@ pub fn custom(
             }),
             (None, Some(pods)) => {
                 for (pod, v) in pods {
-                    if req.is_wildcard() || pod == &req.name {
+                    let selected = if req.is_wildcard() {
+                        live_pods.is_none_or(|live| live.contains(pod))
+                    } else {
+                        pod == &req.name
+                    };
+                    if selected {
                         found.push(Found {
                             object: pod.clone(),
                             value: *v,

@@ -3,7 +3,8 @@
 //! ```text
 //!  TLS accept (tls.rs, peer cert → request extension)
 //!    → router(): authenticate → authorize (auth.rs) → route (path.rs)
-//!        → discovery bodies (discovery.rs, built once) | metric GETs (metrics.rs, from the store)
+//!        → discovery bodies (discovery.rs, built once) | metric GETs (metrics.rs, from the store;
+//!          pods selected by `labelSelector` from the cluster through objects.rs when it is there)
 //!  refresh.rs: one task per configured metric reads its source into the SampleStore
 //! ```
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod discovery;
 pub mod kube_auth;
 pub mod metrics;
+pub mod objects;
 pub mod path;
 pub mod refresh;
 pub mod run;
@@ -36,6 +38,7 @@ use auth::{Attributes, Authenticator, Authn, Authorizer, PeerCertificates, UserI
 use config::AdapterConfig;
 use discovery::Discovery;
 use metrics::Index;
+use objects::PodLister;
 use path::{Probe, Route};
 use selector::Selector;
 use wire::{CustomVersion, Status};
@@ -63,6 +66,9 @@ pub struct AdapterState {
     pub ready: Arc<AtomicBool>,
     /// Authentication and authorization.
     pub security: Security,
+    /// Live pods for `labelSelector` on per-pod metrics (R1.24); `None` without a cluster,
+    /// where the configured `objectLabels` are matched instead.
+    pub pods: Option<Arc<dyn PodLister>>,
     index: Index,
     discovery: Discovery,
 }
@@ -82,7 +88,14 @@ impl AdapterState {
             store,
             ready,
             security,
+            pods: None,
         }
+    }
+
+    /// The same state, selecting pods of per-pod metrics through `lister`.
+    pub fn with_pod_lister(mut self, lister: Arc<dyn PodLister>) -> Self {
+        self.pods = Some(lister);
+        self
     }
 }
 
@@ -179,7 +192,7 @@ async fn handle(State(state): State<Arc<AdapterState>>, mut req: Request) -> Res
             ),
         ));
     }
-    dispatch(&state, &raw_path, &pairs)
+    dispatch(&state, &raw_path, &pairs).await
 }
 
 fn forbidden(attrs: &Attributes, user: &str) -> Response {
@@ -194,7 +207,7 @@ fn selector(pairs: &[(String, String)], name: &str) -> Result<Selector, Status> 
         .map_err(|e| Status::bad_request(format!("{name}: {e}")))
 }
 
-fn dispatch(state: &AdapterState, raw_path: &str, pairs: &[(String, String)]) -> Response {
+async fn dispatch(state: &AdapterState, raw_path: &str, pairs: &[(String, String)]) -> Response {
     let d = &state.discovery;
     let ok = |b: &Bytes| json(StatusCode::OK, b.clone());
     match path::route(raw_path) {
@@ -232,16 +245,53 @@ fn dispatch(state: &AdapterState, raw_path: &str, pairs: &[(String, String)]) ->
             }
         }
         Route::Custom(c) => {
-            let result = selector(pairs, "labelSelector").and_then(|sel| {
+            let result = async {
+                let sel = selector(pairs, "labelSelector")?;
                 let msel = selector(pairs, "metricLabelSelector")?;
-                metrics::custom(&state.config, &state.index, &state.store, &c, &sel, &msel)
-            });
+                let live = live_pods(state, &c, &sel).await?;
+                metrics::custom(
+                    &state.config,
+                    &state.index,
+                    &state.store,
+                    &c,
+                    &sel,
+                    &msel,
+                    live.as_deref(),
+                )
+            }
+            .await;
             match result {
                 Ok(b) => json(StatusCode::OK, b),
                 Err(s) => status_response(&s),
             }
         }
     }
+}
+
+/// The pods `sel` selects in the request's namespace, when a lister is configured and the
+/// request needs them; a listing failure is a 500 rather than an unfiltered answer.
+async fn live_pods(
+    state: &AdapterState,
+    req: &path::CustomRequest,
+    sel: &Selector,
+) -> Result<Option<Arc<std::collections::BTreeSet<String>>>, Status> {
+    let Some(lister) = &state.pods else {
+        return Ok(None);
+    };
+    if !metrics::wants_live_pods(&state.config, &state.index, req) {
+        return Ok(None);
+    }
+    let namespace = req.namespace.as_deref().unwrap_or_default();
+    // The canonical form (sorted requirements) keeps one cache entry per selector.
+    let canonical = sel.to_string();
+    lister
+        .pods(namespace, &canonical)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "pod list for labelSelector failed");
+            Status::internal(format!("cannot select pods for metric {}: {e}", req.metric))
+        })
 }
 
 /// The name of the readiness check that waits for the first metrics.
@@ -302,5 +352,7 @@ fn health(
     }
 }
 
+#[cfg(test)]
+mod pod_selection_tests;
 #[cfg(test)]
 mod tests;

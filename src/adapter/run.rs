@@ -17,6 +17,7 @@ use super::auth::{
 };
 use super::config::AdapterConfig;
 use super::kube_auth::KubeReviewer;
+use super::objects::{KubePodLister, PodLister};
 use super::tls::{CertSource, ServerTls, verifier_for};
 use super::trust::TrustRoots;
 use super::{AdapterState, Security, refresh, router};
@@ -63,6 +64,10 @@ pub struct AdapterArgs {
     /// Kubeconfig for SubjectAccessReview; default: in-cluster config when available.
     #[arg(long)]
     pub authorization_kubeconfig: Option<PathBuf>,
+    /// Kubeconfig for reading pods (`labelSelector` on pods metrics); default: in-cluster
+    /// config when available, else the configured `objectLabels` are matched.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// Webhook (SubjectAccessReview) or AlwaysAllow.
     #[arg(long, value_enum, default_value = "Webhook")]
     pub authorization_mode: AuthorizationMode,
@@ -125,12 +130,15 @@ async fn kube_client(path: Option<&PathBuf>) -> Result<Option<kube::Client>, Run
         .map_err(|e| RunError::Kube(e.to_string()))
 }
 
-/// Security settings, and the CA certificates to advertise in the TLS handshake.
+/// Security settings, the CA certificates to advertise in the TLS handshake, and where pods
+/// come from ([`security`] leaves that to [`pod_lister`]).
 pub struct Prepared {
     /// Authentication and authorization.
     pub security: Security,
     /// The client and requestheader CA certificates.
     pub ca_hints: Vec<CertificateDer<'static>>,
+    /// Where the pods a `labelSelector` selects come from; `None`: the configured `objectLabels`.
+    pub pods: Option<Arc<dyn PodLister>>,
 }
 
 /// Builds the security settings from the flags; CA bundles not given as files are read from
@@ -143,6 +151,7 @@ pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
         return Ok(Prepared {
             security: Security::Off,
             ca_hints: vec![],
+            pods: None,
         });
     }
     let authn_client = kube_client(args.authentication_kubeconfig.as_ref()).await?;
@@ -198,7 +207,33 @@ pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
             authz: Authorizer::new(authz),
         },
         ca_hints,
+        pods: None,
     })
+}
+
+/// The pod lister for `labelSelector` on per-pod metrics: from `--kubeconfig`, else the
+/// in-cluster config, else none (the configured `objectLabels` are matched instead).
+pub async fn pod_lister(args: &AdapterArgs) -> Result<Option<Arc<dyn PodLister>>, RunError> {
+    match kube_client(args.kubeconfig.as_ref()).await? {
+        Some(client) => {
+            tracing::info!(
+                source = match &args.kubeconfig {
+                    Some(p) => p.display().to_string(),
+                    None => "in-cluster config".into(),
+                },
+                "labelSelector on pods metrics selects live pods from the cluster"
+            );
+            Ok(Some(
+                Arc::new(KubePodLister::new(client)) as Arc<dyn PodLister>
+            ))
+        }
+        None => {
+            tracing::info!(
+                "no cluster (no --kubeconfig, not in a cluster): labelSelector on pods metrics matches the configured objectLabels"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Runs the adapter on `listener` until `shutdown`.
@@ -208,7 +243,11 @@ pub async fn run_on(
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let Prepared { security, ca_hints } = prepared;
+    let Prepared {
+        security,
+        ca_hints,
+        pods,
+    } = prepared;
     let config = Arc::new(AdapterConfig::load(&args.config)?);
     let cert = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(cert), Some(key)) => CertSource::Files {
@@ -238,7 +277,11 @@ pub async fn run_on(
         tls.clone()
             .watch(args.cert_reload_interval, stopped(stop_rx.clone())),
     );
-    let state = Arc::new(AdapterState::new(config, store, ready, security));
+    let mut state = AdapterState::new(config, store, ready, security);
+    if let Some(lister) = pods {
+        state = state.with_pod_lister(lister);
+    }
+    let state = Arc::new(state);
     tracing::info!(addr = %listener.local_addr()?, "serving custom.metrics.k8s.io and external.metrics.k8s.io");
     let served = super::tls::serve(
         listener,
@@ -266,7 +309,8 @@ pub async fn run(
     args: &AdapterArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let prepared = security(args).await?;
+    let mut prepared = security(args).await?;
+    prepared.pods = pod_lister(args).await?;
     let listener = TcpListener::bind(args.listen).await?;
     run_on(args, listener, prepared, shutdown).await
 }

@@ -288,6 +288,7 @@ impl Adapter {
             requestheader_allowed_names: vec!["front-proxy-client".into()],
             authentication_kubeconfig: None,
             authorization_kubeconfig: None,
+            kubeconfig: None,
             authorization_mode: mode,
             insecure_dev_mode: false,
             cert_reload_interval: Duration::from_millis(200),
@@ -297,7 +298,11 @@ impl Adapter {
         for f in [&pki.client_ca, &pki.front_proxy_ca] {
             ca_hints.extend(tidescale::adapter::tls::read_certs(f).unwrap());
         }
-        let prepared = Prepared { security, ca_hints };
+        let prepared = Prepared {
+            security,
+            ca_hints,
+            pods: None,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
