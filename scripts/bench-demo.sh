@@ -14,8 +14,8 @@ run() { # name profile duration
   "$bin" demo --profile "$2" --duration "$3" --compare hpa-defaults --quiet --report "$out/$1" >/dev/null
 }
 run steps steps 400s   # 10 cycles of 20 s at base load and 20 s at four times base
-run spike spike 120s
-run sine sine 120s
+run spike spike 180s
+run sine sine 180s
 
 python3 - "$out" <<'PY'
 import json, sys
