@@ -85,17 +85,6 @@ pub struct Probe {
     clock: SourceClock,
 }
 
-/// The source block a metric carries, as a [`SourceConfig`].
-pub fn source_config(m: &MetricSpec) -> Option<SourceConfig> {
-    if let Some(s) = &m.scrape {
-        Some(SourceConfig::Scrape(s.clone()))
-    } else if let Some(p) = &m.prometheus {
-        Some(SourceConfig::Prometheus(p.clone()))
-    } else {
-        m.resource.clone().map(SourceConfig::Resource)
-    }
-}
-
 impl Probe {
     /// Loads and validates the policy and builds its sources. A source that cannot be built is
     /// reported on every read, the others still run.
@@ -146,7 +135,7 @@ impl Probe {
         };
         let mut metrics = Vec::new();
         for m in selected {
-            let Some(cfg) = source_config(m) else {
+            let Some(cfg) = m.source() else {
                 continue;
             };
             let mut ctx =

@@ -166,11 +166,10 @@ impl PolicyLoop {
         let (procs_tx, procs_rx) = watch::channel(Vec::new());
         let mut sources = Vec::with_capacity(spec.metrics.len());
         for m in &spec.metrics {
-            let config: SourceConfig =
-                crate::probe::source_config(m).ok_or_else(|| ControlError::NoSource {
-                    policy: options.name.clone(),
-                    metric: m.name.clone(),
-                })?;
+            let config: SourceConfig = m.source().ok_or_else(|| ControlError::NoSource {
+                policy: options.name.clone(),
+                metric: m.name.clone(),
+            })?;
             let mut mctx = ctx.clone();
             mctx.metric = MetricId::new(options.name.clone(), m.name.clone());
             mctx.pods = Some(pods_rx.clone());

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DurationSpec;
 use crate::metric::Quantity;
-use crate::source::{PrometheusConfig, ResourceConfig, ScrapeConfig};
+use crate::source::{PrometheusConfig, ResourceConfig, ScrapeConfig, SourceConfig};
 
 mod load;
 mod validate;
@@ -108,6 +108,20 @@ pub struct MetricSpec {
     pub resource: Option<ResourceConfig>,
     /// What the metric is compared with.
     pub target: MetricTarget,
+}
+
+impl MetricSpec {
+    /// The source block the metric carries, as a [`SourceConfig`] (validation requires
+    /// exactly one; the first present wins otherwise).
+    pub fn source(&self) -> Option<SourceConfig> {
+        if let Some(s) = &self.scrape {
+            Some(SourceConfig::Scrape(s.clone()))
+        } else if let Some(p) = &self.prometheus {
+            Some(SourceConfig::Prometheus(p.clone()))
+        } else {
+            self.resource.clone().map(SourceConfig::Resource)
+        }
+    }
 }
 
 /// A target in the HPA's words: the field named by `type` must be set, and only that one.
