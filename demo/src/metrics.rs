@@ -17,8 +17,8 @@ use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 /// Latency buckets from 1 ms to 10 s: fine where services usually answer, coarse in the tail.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
 /// The content type of OpenMetrics text.
