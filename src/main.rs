@@ -18,6 +18,10 @@ fn main() -> ExitCode {
         command => command,
     };
     drop((out, err));
+    if matches!(command, Command::Adapter(_)) {
+        // Before the runtime's threads exist, so that none gets an arena of its own.
+        tidescale::adapter::memory::single_arena();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -72,6 +72,8 @@ pub struct CustomMetric {
     pub object: Option<String>,
     /// Labels of the described object(s), matched by `labelSelector` on wildcard requests.
     pub object_labels: BTreeMap<String, String>,
+    /// Labels of the metric's own series, matched by `metricLabelSelector`.
+    pub metric_labels: BTreeMap<String, String>,
     /// Where its value comes from.
     pub source: SourceConfig,
 }
@@ -131,6 +133,8 @@ struct RawCustom {
     object: Option<String>,
     #[serde(default)]
     object_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    metric_labels: BTreeMap<String, String>,
     #[serde(default)]
     scrape: Option<ScrapeConfig>,
     #[serde(default)]
@@ -392,9 +396,10 @@ impl AdapterConfig {
                 r.name.clone(),
                 namespace.clone(),
                 r.object.clone(),
+                r.metric_labels.clone(),
             )) {
                 problems.push(format!(
-                    "{at}: metric {:?} of {} {:?} is declared twice",
+                    "{at}: metric {:?} of {} {:?} is declared twice with the same metricLabels",
                     r.name,
                     r.resource,
                     r.object.as_deref().unwrap_or("(every pod)")
@@ -409,6 +414,7 @@ impl AdapterConfig {
                     namespace,
                     object: r.object,
                     object_labels: r.object_labels,
+                    metric_labels: r.metric_labels,
                     source,
                 });
             }
@@ -487,6 +493,21 @@ mod tests {
         assert_eq!(c.external.len(), 1);
         assert_eq!(c.external[0].name, "shop.web.rps");
         assert_eq!(c.external[0].namespace.as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn series_of_one_object_differ_by_metric_labels() {
+        let two = "customMetrics:\n\
+             - {name: rps, resource: services, object: web, metricLabels: {verb: GET}, prometheus: {query: a}}\n\
+             - {name: rps, resource: services, object: web, metricLabels: {verb: PUT}, prometheus: {query: b}}\n";
+        let c = AdapterConfig::parse(two).unwrap();
+        assert_eq!(c.custom[1].metric_labels["verb"], "PUT");
+        let e = AdapterConfig::parse(&two.replace("PUT", "GET")).unwrap_err();
+        let ConfigError::Invalid(p) = e else { panic!() };
+        assert!(
+            p.join("\n").contains("customMetrics[1]: metric \"rps\" of services \"web\" is declared twice with the same metricLabels"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -247,6 +247,10 @@ pub fn custom(
         if m.namespace != req.namespace {
             continue;
         }
+        // R1.12: an absent metricLabelSelector is empty and matches every series.
+        if !metric_selector.matches(&m.metric_labels) {
+            continue;
+        }
         let per_pod_live = m.object.is_none() && live_pods.is_some();
         if req.is_wildcard() && !per_pod_live && !selector.matches(&m.object_labels) {
             continue;
@@ -298,42 +302,41 @@ pub fn custom(
     }
     let (kind, api_version) = kind_of(gr);
     let echo = metric_selector.to_label_selector();
-    let mut values = Vec::with_capacity(found.len());
-    for f in &found {
-        let value = quantity_string(f.value).ok_or_else(|| {
+    let value_of = |f: &Found| {
+        quantity_string(f.value).ok_or_else(|| {
             Status::internal(format!(
                 "metric {} has a value that is not a quantity: {}",
                 req.metric, f.value
             ))
-        })?;
-        values.push((f, value));
-    }
+        })
+    };
     let obj = |f: &Found| ObjectReference {
         kind: kind.clone(),
         namespace: f.namespace.clone().unwrap_or_default(),
         name: f.object.clone(),
         api_version: api_version.clone(),
     };
+    let value = |f: &Found| value_of(f).map_err(|s| StatusError(s.message));
     let body = match req.version {
-        CustomVersion::V1beta1 => serde_json::to_vec(&MetricValueList::new(
+        CustomVersion::V1beta1 => MetricValueList::write_streamed(
             req.version,
-            values
-                .into_iter()
-                .map(|(f, value)| MetricValueV1beta1 {
+            found.len(),
+            found.iter().map(|f| {
+                Ok::<_, StatusError>(MetricValueV1beta1 {
                     described_object: obj(f),
                     metric_name: req.metric.clone(),
                     timestamp: rfc3339(unix(f.at)),
                     window: f.window,
-                    value,
+                    value: value(f)?,
                     selector: echo.clone(),
                 })
-                .collect(),
-        )),
-        CustomVersion::V1beta2 => serde_json::to_vec(&MetricValueList::new(
+            }),
+        ),
+        CustomVersion::V1beta2 => MetricValueList::write_streamed(
             req.version,
-            values
-                .into_iter()
-                .map(|(f, value)| MetricValueV1beta2 {
+            found.len(),
+            found.iter().map(|f| {
+                Ok::<_, StatusError>(MetricValueV1beta2 {
                     described_object: obj(f),
                     metric: MetricIdentifier {
                         name: req.metric.clone(),
@@ -341,10 +344,21 @@ pub fn custom(
                     },
                     timestamp: rfc3339(unix(f.at)),
                     window_seconds: f.window,
-                    value,
+                    value: value(f)?,
                 })
-                .collect(),
-        )),
+            }),
+        ),
     };
     body.map_err(|e| Status::internal(e.to_string()))
+}
+
+/// A value that turned out not to be a quantity while a list was being written (the partial
+/// output is dropped and the request answered with a `Status`).
+#[derive(Debug)]
+struct StatusError(String);
+
+impl From<StatusError> for serde_json::Error {
+    fn from(e: StatusError) -> Self {
+        <serde_json::Error as serde::ser::Error>::custom(e.0)
+    }
 }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod discovery;
 pub mod kube_auth;
+pub mod memory;
 pub mod metrics;
 pub mod objects;
 pub mod path;

@@ -117,6 +117,7 @@ impl Refresher {
             if results.iter().any(|ok| *ok) && !ready.swap(true, Ordering::AcqRel) {
                 tracing::info!("first metrics arrived; ready");
             }
+            super::memory::release_free_memory();
         }
     }
 

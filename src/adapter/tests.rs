@@ -39,6 +39,7 @@ customMetrics:
   resource: pods
   namespace: shop
   objectLabels: {app: web}
+  metricLabels: {verb: GET}
   scrape: {endpoints: ["http://127.0.0.1:1/metrics"], metric: http_requests_total, aggregate: {rate: {window: 1m}}}
 - name: queue_depth
   resource: namespaces
@@ -238,6 +239,39 @@ async fn pods_metric_matches_the_spec_example_in_both_versions() {
         v["items"][0]["metric"]["selector"],
         json!({"matchExpressions": [{"key": "verb", "operator": "In", "values": ["GET"]}]})
     );
+    // ...and selects the metric's own series: this one is labelled verb=GET only.
+    let (s, v) = get(
+        &f.app,
+        &format!(
+            "{P2}/namespaces/shop/pods/*/http_requests_per_second?metricLabelSelector=verb%3DPOST"
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, v["items"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    // A named object whose only series does not match is not found, and the message says
+    // which selector was asked for.
+    let (s, v) = get(
+        &f.app,
+        &format!("{P2}/namespaces/shop/deployments.apps/web/rps?metricLabelSelector=verb%3DGET"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("with selector verb=GET"),
+        "{v}"
+    );
+    let (s, _) = get(
+        &f.app,
+        &format!("{P2}/namespaces/shop/deployments.apps/web/rps?metricLabelSelector=%21verb"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test]
