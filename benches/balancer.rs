@@ -3,11 +3,16 @@
 //!
 //! Needs `wrk` on PATH and a release `demo-service` (`cargo build --release -p tidescale-demo`).
 //! Goal: through the balancer ≥ 0.8× the direct throughput, added p50 ≤ 200 µs.
+//!
+//! When `nginx` or `haproxy` is on PATH, each is run as a reference proxy in front of the same
+//! replica (one worker, keep-alive to the backend) and loaded the same way, so the balancer's
+//! figures can be read against what a mature proxy costs on the same machine.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use tidescale::local::balancer::{self, Backend, Balancer, Strategy};
 
@@ -85,6 +90,84 @@ fn at_rate(base: &str, rps: u32, secs: u32) -> (f64, f64) {
     (ms("p50"), ms("p99"))
 }
 
+/// A free loopback port (bound and released; the reference proxy binds it right after).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn on_path(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Starts a reference proxy (`nginx` or `haproxy`, one worker) in front of `backend`; returns
+/// the child and its URL once it accepts connections.
+fn reference_proxy(
+    tool: &str,
+    dir: &Path,
+    backend: SocketAddr,
+) -> Option<(std::process::Child, String)> {
+    let bin = on_path(tool)?;
+    let port = free_port();
+    let (config, args): (String, Vec<String>) = match tool {
+        "nginx" => {
+            let d = dir.display();
+            (
+                format!(
+                    "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+                     events {{ worker_connections 1024; }}\n\
+                     http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+                     fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                     upstream demo {{ server {backend}; keepalive 64; }}\n\
+                     server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://demo;\n\
+                     proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+                ),
+                vec![
+                    "-p".into(),
+                    d.to_string(),
+                    "-c".into(),
+                    format!("{d}/nginx.conf"),
+                ],
+            )
+        }
+        "haproxy" => (
+            format!(
+                "global\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n\
+                 timeout server 30s\nfrontend lb\n  bind 127.0.0.1:{port}\n  default_backend demo\n\
+                 backend demo\n  server replica {backend}\n"
+            ),
+            vec!["-f".into(), format!("{}/haproxy.cfg", dir.display())],
+        ),
+        _ => return None,
+    };
+    let file = if tool == "nginx" {
+        "nginx.conf"
+    } else {
+        "haproxy.cfg"
+    };
+    std::fs::write(dir.join(file), config).ok()?;
+    let child = Command::new(bin)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((child, format!("http://127.0.0.1:{port}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let secs: u32 = std::env::var("BENCH_SECONDS")
@@ -158,6 +241,25 @@ fn main() {
         "  through balancer  {:>10.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
         b.rps, b.p50_us, b.p99_us
     );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for tool in ["nginx", "haproxy"] {
+        match reference_proxy(tool, dir.path(), addr) {
+            Some((mut child, url)) => {
+                let r = wrk(&format!("{url}/kv/x"), secs, 32);
+                println!(
+                    "  through {tool:<10}{:>10.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs   (ratio {:.2}, added p50 {:.0} µs)",
+                    r.rps,
+                    r.p50_us,
+                    r.p99_us,
+                    r.rps / d.rps,
+                    r.p50_us - d.p50_us
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => println!("  ({tool} not found or did not start: no reference figure)"),
+        }
+    }
     let ratio = b.rps / d.rps;
     let added = b.p50_us - d.p50_us;
     println!(

@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::Full;
@@ -123,10 +124,47 @@ pub struct Balancer {
     strategy: Strategy,
     backends: watch::Receiver<Vec<Backend>>,
     next: AtomicUsize,
-    in_flight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-    ejected: Mutex<HashMap<String, Instant>>,
+    /// Per-backend state by id, made on first use, so the request path does no lookups by
+    /// label and no string formatting.
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
     client: Client<HttpConnector, Full<Bytes>>,
     metrics: Metrics,
+}
+
+/// What the balancer keeps per backend.
+#[derive(Debug)]
+struct Slot {
+    backend: Backend,
+    /// `host:port`, for the upstream URI.
+    authority: Authority,
+    in_flight: AtomicUsize,
+    in_flight_gauge: Gauge,
+    /// Until when it is skipped after refusing a connection.
+    ejected_until: Mutex<Option<Instant>>,
+    /// Request counters by outcome, in the order of [`OUTCOMES`].
+    outcomes: [Counter; 6],
+}
+
+/// Outcomes counted per backend.
+const OUTCOMES: [&str; 6] = ["2xx", "3xx", "4xx", "5xx", "refused", "error"];
+
+impl Slot {
+    fn is_ejected(&self, now: Instant) -> bool {
+        self.ejected_until
+            .lock()
+            .expect("ejection poisoned")
+            .is_some_and(|until| until > now)
+    }
+
+    fn eject(&self, now: Instant) {
+        *self.ejected_until.lock().expect("ejection poisoned") = Some(now + EJECTION);
+    }
+
+    fn count(&self, outcome: &'static str) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.outcomes[i].inc();
+        }
+    }
 }
 
 /// Why a pick found nothing.
@@ -146,44 +184,73 @@ impl Balancer {
             strategy,
             backends,
             next: AtomicUsize::new(0),
-            in_flight: Mutex::new(HashMap::new()),
-            ejected: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
             client,
             metrics: Metrics::new(),
         })
     }
 
-    fn counter_of(&self, id: &str) -> Arc<AtomicUsize> {
-        let mut map = self.in_flight.lock().expect("in-flight map poisoned");
-        map.entry(id.to_string()).or_default().clone()
+    /// The slots of `backends`, made on first sight.
+    fn slots_of(&self, backends: &[Backend]) -> Vec<Arc<Slot>> {
+        let mut slots = self.slots.lock().expect("slot map poisoned");
+        backends
+            .iter()
+            .map(|b| match slots.get(&b.id) {
+                Some(slot) if slot.backend.addr == b.addr => slot.clone(),
+                _ => {
+                    let slot = Arc::new(self.new_slot(b));
+                    slots.insert(b.id.clone(), slot.clone());
+                    slot
+                }
+            })
+            .collect()
     }
 
-    fn is_ejected(&self, id: &str, now: Instant) -> bool {
-        let ejected = self.ejected.lock().expect("ejection map poisoned");
-        ejected.get(id).is_some_and(|until| *until > now)
-    }
-
-    fn eject(&self, id: &str, now: Instant) {
-        self.ejected
-            .lock()
-            .expect("ejection map poisoned")
-            .insert(id.to_string(), now + EJECTION);
+    fn new_slot(&self, b: &Backend) -> Slot {
+        let counter = |outcome: &'static str| {
+            self.metrics
+                .requests
+                .get_or_create(&ResultLabels {
+                    backend: b.id.clone(),
+                    outcome,
+                })
+                .clone()
+        };
+        Slot {
+            backend: b.clone(),
+            authority: Authority::try_from(b.addr.to_string())
+                .expect("a socket address is a valid authority"),
+            in_flight: AtomicUsize::new(0),
+            in_flight_gauge: self
+                .metrics
+                .in_flight
+                .get_or_create(&BackendLabels {
+                    backend: b.id.clone(),
+                })
+                .clone(),
+            ejected_until: Mutex::new(None),
+            outcomes: OUTCOMES.map(counter),
+        }
     }
 
     /// Picks a backend for a client, skipping `exclude` and (unless all are) ejected backends.
     pub fn pick(&self, client: IpAddr, exclude: Option<&str>) -> Result<Backend, NoBackend> {
-        let all = self.backends.borrow();
+        self.pick_slot(client, exclude)
+            .map(|slot| slot.backend.clone())
+    }
+
+    fn pick_slot(&self, client: IpAddr, exclude: Option<&str>) -> Result<Arc<Slot>, NoBackend> {
+        let all = self.slots_of(&self.backends.borrow());
         let now = Instant::now();
-        let usable: Vec<&Backend> = all
+        let usable = all
             .iter()
-            .filter(|b| Some(b.id.as_str()) != exclude)
-            .collect();
-        let healthy: Vec<&Backend> = usable
-            .iter()
-            .copied()
-            .filter(|b| !self.is_ejected(&b.id, now))
-            .collect();
-        let candidates = if healthy.is_empty() { usable } else { healthy };
+            .filter(|s| Some(s.backend.id.as_str()) != exclude);
+        let healthy: Vec<&Arc<Slot>> = usable.clone().filter(|s| !s.is_ejected(now)).collect();
+        let candidates = if healthy.is_empty() {
+            usable.collect()
+        } else {
+            healthy
+        };
         if candidates.is_empty() {
             return Err(NoBackend);
         }
@@ -197,13 +264,13 @@ impl Balancer {
                 let n = candidates.len();
                 (0..n)
                     .map(|i| candidates[(offset + i) % n])
-                    .min_by_key(|b| self.counter_of(&b.id).load(Ordering::Relaxed))
+                    .min_by_key(|s| s.in_flight.load(Ordering::Relaxed))
                     .expect("candidates is not empty")
             }
             Strategy::IpHash => candidates
                 .iter()
                 .copied()
-                .max_by_key(|b| rendezvous(client, &b.id))
+                .max_by_key(|s| rendezvous(client, &s.backend.id))
                 .expect("candidates is not empty"),
         };
         Ok(chosen.clone())
@@ -219,31 +286,21 @@ impl Balancer {
 
     async fn forward(
         &self,
-        backend: &Backend,
+        slot: &Slot,
         parts: &RequestParts,
         body: Bytes,
     ) -> Result<Response, Failure> {
-        let uri: Uri = format!("http://{}{}", backend.addr, parts.path_and_query)
-            .parse()
-            .map_err(|_| Failure::Other("bad upstream uri".into()))?;
-        let mut req = hyper::Request::builder()
-            .method(parts.method.clone())
-            .uri(uri);
-        if let Some(h) = req.headers_mut() {
-            *h = parts.headers.clone();
-        }
-        let req = req
-            .body(Full::new(body))
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(slot.authority.clone())
+            .path_and_query(parts.path_and_query.clone())
+            .build()
             .map_err(|e| Failure::Other(e.to_string()))?;
-        let guard = InFlight::enter(
-            self.counter_of(&backend.id),
-            self.metrics
-                .in_flight
-                .get_or_create(&BackendLabels {
-                    backend: backend.id.clone(),
-                })
-                .clone(),
-        );
+        let mut req = hyper::Request::new(Full::new(body));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = parts.headers.clone();
+        let guard = InFlight::enter(slot);
         let result = self.client.request(req).await;
         drop(guard);
         match result {
@@ -256,33 +313,23 @@ impl Balancer {
             Err(e) => Err(Failure::Other(e.to_string())),
         }
     }
-
-    fn count(&self, backend: &str, outcome: &'static str) {
-        self.metrics
-            .requests
-            .get_or_create(&ResultLabels {
-                backend: backend.to_string(),
-                outcome,
-            })
-            .inc();
-    }
 }
 
 /// Counts a request in flight on a backend until dropped (also when the client goes away).
-struct InFlight(Arc<AtomicUsize>, Gauge);
+struct InFlight<'a>(&'a Slot);
 
-impl InFlight {
-    fn enter(counter: Arc<AtomicUsize>, gauge: Gauge) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        gauge.inc();
-        Self(counter, gauge)
+impl<'a> InFlight<'a> {
+    fn enter(slot: &'a Slot) -> Self {
+        slot.in_flight.fetch_add(1, Ordering::Relaxed);
+        slot.in_flight_gauge.inc();
+        Self(slot)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-        self.1.dec();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight_gauge.dec();
     }
 }
 
@@ -306,7 +353,7 @@ enum Failure {
 
 struct RequestParts {
     method: Method,
-    path_and_query: String,
+    path_and_query: PathAndQuery,
     headers: HeaderMap,
 }
 
@@ -382,11 +429,11 @@ async fn proxy(
         path_and_query: parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into()),
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         headers,
     };
-    let first = match balancer.pick(peer.ip(), None) {
+    let first = match balancer.pick_slot(peer.ip(), None) {
         Ok(b) => b,
         Err(NoBackend) => {
             balancer.metrics.unavailable.inc();
@@ -399,17 +446,17 @@ async fn proxy(
     };
     let refused = match balancer.forward(&first, &request, body.clone()).await {
         Ok(resp) => {
-            balancer.count(&first.id, outcome_of(resp.status()));
+            first.count(outcome_of(resp.status()));
             return resp;
         }
         Err(Failure::Other(e)) => {
-            balancer.count(&first.id, "error");
+            first.count("error");
             return error_response(StatusCode::BAD_GATEWAY, "backend failed", &e);
         }
         Err(Failure::Refused(e)) => e,
     };
-    balancer.count(&first.id, "refused");
-    balancer.eject(&first.id, Instant::now());
+    first.count("refused");
+    first.eject(Instant::now());
     if !is_idempotent(&request.method) {
         return error_response(
             StatusCode::BAD_GATEWAY,
@@ -417,7 +464,7 @@ async fn proxy(
             &refused,
         );
     }
-    let Ok(second) = balancer.pick(peer.ip(), Some(&first.id)) else {
+    let Ok(second) = balancer.pick_slot(peer.ip(), Some(&first.backend.id)) else {
         return error_response(
             StatusCode::BAD_GATEWAY,
             "backend refused the connection",
@@ -427,12 +474,12 @@ async fn proxy(
     balancer.metrics.retries.inc();
     match balancer.forward(&second, &request, body).await {
         Ok(resp) => {
-            balancer.count(&second.id, outcome_of(resp.status()));
+            second.count(outcome_of(resp.status()));
             resp
         }
         Err(Failure::Refused(e)) => {
-            balancer.count(&second.id, "refused");
-            balancer.eject(&second.id, Instant::now());
+            second.count("refused");
+            second.eject(Instant::now());
             error_response(
                 StatusCode::BAD_GATEWAY,
                 "backends refused the connection",
@@ -440,7 +487,7 @@ async fn proxy(
             )
         }
         Err(Failure::Other(e)) => {
-            balancer.count(&second.id, "error");
+            second.count("error");
             error_response(StatusCode::BAD_GATEWAY, "backend failed", &e)
         }
     }
