@@ -1,12 +1,12 @@
 //! The authentication and authorization matrix of §3 over real TLS: front-proxy certificates,
 //! client certificates, bearer tokens through a mocked TokenReview, SubjectAccessReview deny,
-//! plus ALPN and serving-certificate reload.
+//! plus ALPN, serving-certificate reload and client-CA rotation.
 
 mod adapter_support;
 
 use std::time::Duration;
 
-use adapter_support::{Adapter, Ca, client_for, run_kubectl};
+use adapter_support::{Adapter, Ca, client_for, pair, run_kubectl};
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tidescale::adapter::run::AuthorizationMode;
@@ -235,5 +235,48 @@ async fn alpn_h2_and_certificate_reload() {
             .is_err(),
         "old CA must no longer verify"
     );
+    a.stop().await;
+}
+
+/// Polls `url` with `client` until it answers `want` (at most ~5 s); returns the last code.
+async fn until_code(client: &reqwest::Client, url: &str, want: u16) -> u16 {
+    let mut code = 0;
+    for _ in 0..50 {
+        code = get(client, url.to_string(), &[]).await.0;
+        if code == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_client_ca_takes_effect_and_a_broken_one_is_ignored() {
+    let a = Adapter::start(AuthorizationMode::AlwaysAllow).await;
+    let url = format!("{}{EXT}", a.base());
+    let rotated = Ca::new("rotated-client-ca");
+    let bob = pair(a.dir.path(), "bob", rotated.client("bob", &["ops"]));
+    assert_eq!(
+        get(&a.client(Some(&a.pki.jane)), url.clone(), &[]).await.0,
+        200
+    );
+    assert_eq!(get(&a.client(Some(&bob)), url.clone(), &[]).await.0, 401);
+
+    // The client CA file now holds only the new CA: bob gets in, jane no longer does.
+    std::fs::write(&a.pki.client_ca, &rotated.pem).unwrap();
+    assert_eq!(until_code(&a.client(Some(&bob)), &url, 200).await, 200);
+    assert_eq!(
+        get(&a.client(Some(&a.pki.jane)), url.clone(), &[]).await.0,
+        401
+    );
+    // The front-proxy CA did not change and still works.
+    let (code, _) = get(&a.client(Some(&a.pki.proxy)), url.clone(), PROXY_HEADERS).await;
+    assert_eq!(code, 200);
+
+    // A broken bundle is ignored: what is in use stays in use.
+    std::fs::write(&a.pki.client_ca, "not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(get(&a.client(Some(&bob)), url.clone(), &[]).await.0, 200);
     a.stop().await;
 }

@@ -5,7 +5,7 @@
 //! always-allowed health paths, `system:masters`, then a SubjectAccessReview, cached 10 s.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -217,12 +217,20 @@ pub enum Authn {
 
 type Cache<V> = Mutex<HashMap<String, (Instant, V)>>;
 
-/// The authentication chain.
-pub struct Authenticator {
+/// The certificate half of the chain: replaced as a whole when the trust roots change.
+#[derive(Default)]
+pub struct CertificateAuth {
     /// Front-proxy settings, if a requestheader CA is configured.
     pub request_header: Option<RequestHeaderAuth>,
     /// Verifies ordinary client certificates, if a client CA is configured.
     pub client_ca: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+/// The authentication chain.
+pub struct Authenticator {
+    /// Front-proxy and client-certificate verification; swapped when the CA bundles rotate,
+    /// so a request sees either the old set or the new one, never a mix.
+    certificates: RwLock<Arc<CertificateAuth>>,
     /// Checks bearer tokens, if a cluster is available.
     pub tokens: Option<Arc<dyn TokenReviewer>>,
     token_cache: Cache<Option<UserInfo>>,
@@ -348,11 +356,25 @@ impl Authenticator {
         tokens: Option<Arc<dyn TokenReviewer>>,
     ) -> Self {
         Self {
-            request_header,
-            client_ca,
+            certificates: RwLock::new(Arc::new(CertificateAuth {
+                request_header,
+                client_ca,
+            })),
             tokens,
             token_cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Puts new front-proxy and client-CA verification in place for the requests that follow.
+    pub fn replace_certificates(&self, certificates: CertificateAuth) {
+        *self.certificates.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certificates);
+    }
+
+    fn certificates(&self) -> Arc<CertificateAuth> {
+        self.certificates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Authenticates a request; `X-Remote-*` headers are removed whatever the outcome.
@@ -363,7 +385,8 @@ impl Authenticator {
     ) -> Authn {
         let chain = peer.map(|p| p.0.as_slice()).filter(|c| !c.is_empty());
         let mut errors = Vec::new();
-        if let (Some(rh), Some(chain)) = (&self.request_header, chain) {
+        let certificates = self.certificates();
+        if let (Some(rh), Some(chain)) = (&certificates.request_header, chain) {
             match verify(rh.verifier.as_ref(), chain) {
                 Ok(()) => {
                     let cn = cn_and_orgs(&chain[0]).map(|(cn, _)| cn).unwrap_or_default();
@@ -380,7 +403,7 @@ impl Authenticator {
             }
         }
         strip_remote_headers(headers);
-        if let (Some(ca), Some(chain)) = (&self.client_ca, chain) {
+        if let (Some(ca), Some(chain)) = (&certificates.client_ca, chain) {
             match verify(ca.as_ref(), chain) {
                 Ok(()) => match cn_and_orgs(&chain[0]) {
                     Some((cn, orgs)) if !cn.is_empty() => {

@@ -13,13 +13,14 @@ use tokio::net::TcpListener;
 use crate::store::SampleStore;
 
 use super::auth::{
-    AccessReviewer, Authenticator, Authorizer, AuthzMode, RequestHeaderAuth, TokenReviewer,
+    AccessReviewer, Authenticator, Authorizer, AuthzMode, CertificateAuth, RequestHeaderAuth,
+    TokenReviewer,
 };
 use super::config::AdapterConfig;
 use super::kube_auth::KubeReviewer;
 use super::objects::{KubePodLister, PodLister};
 use super::tls::{CertSource, ServerTls, verifier_for};
-use super::trust::TrustRoots;
+use super::trust::{TrustRoots, TrustSource};
 use super::{AdapterState, Security, refresh, router};
 use rustls::pki_types::CertificateDer;
 
@@ -74,7 +75,8 @@ pub struct AdapterArgs {
     /// Turn authentication AND authorization off. Local development only; never the default.
     #[arg(long)]
     pub insecure_dev_mode: bool,
-    /// How often the certificate files are checked for changes.
+    /// How often the serving certificate files, the client CA files and the
+    /// `extension-apiserver-authentication` ConfigMap (when used) are checked for changes.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub cert_reload_interval: Duration,
     /// Upper bound on metrics held in memory.
@@ -139,6 +141,9 @@ pub struct Prepared {
     pub ca_hints: Vec<CertificateDer<'static>>,
     /// Where the pods a `labelSelector` selects come from; `None`: the configured `objectLabels`.
     pub pods: Option<Arc<dyn PodLister>>,
+    /// Where the trust roots came from and what they were, to follow rotations; `None`: never
+    /// re-read (no authentication).
+    pub trust: Option<(TrustSource, TrustRoots)>,
 }
 
 /// Builds the security settings from the flags; CA bundles not given as files are read from
@@ -152,35 +157,25 @@ pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
             security: Security::Off,
             ca_hints: vec![],
             pods: None,
+            trust: None,
         });
     }
     let authn_client = kube_client(args.authentication_kubeconfig.as_ref()).await?;
-    let from_cluster = match (
-        &args.client_ca_file,
-        &args.requestheader_client_ca_file,
-        &authn_client,
-    ) {
-        (Some(_), Some(_), _) | (_, _, None) => None,
-        (_, _, Some(c)) => Some(super::trust::fetch(c.clone()).await?),
+    let trust = TrustSource {
+        client_ca_file: args.client_ca_file.clone(),
+        requestheader_ca_file: args.requestheader_client_ca_file.clone(),
+        allowed_names: args.requestheader_allowed_names.clone(),
+        // The ConfigMap only fills in what the flags leave out.
+        cluster: match (&args.client_ca_file, &args.requestheader_client_ca_file) {
+            (Some(_), Some(_)) => None,
+            _ => authn_client.clone(),
+        },
     };
-    let roots: TrustRoots = super::trust::merge(
-        args.client_ca_file.as_deref(),
-        args.requestheader_client_ca_file.as_deref(),
-        &args.requestheader_allowed_names,
-        from_cluster,
-    )?;
-    let request_header = match &roots.requestheader_ca {
-        Some(cas) => Some(RequestHeaderAuth {
-            verifier: verifier_for(cas, "requestheader client CA")?,
-            allowed_names: roots.allowed_names.clone(),
-        }),
-        None => None,
-    };
-    let client_ca = roots
-        .client_ca
-        .as_deref()
-        .map(|c| verifier_for(c, "client CA"))
-        .transpose()?;
+    let roots: TrustRoots = trust.load().await?;
+    let CertificateAuth {
+        request_header,
+        client_ca,
+    } = certificate_auth(&roots)?;
     let tokens = authn_client.map(|c| Arc::new(KubeReviewer::new(c)) as Arc<dyn TokenReviewer>);
     if tokens.is_none() {
         tracing::info!("no cluster for TokenReview: bearer tokens will be refused");
@@ -194,21 +189,99 @@ pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
             AuthzMode::Webhook(Arc::new(KubeReviewer::new(client)) as Arc<dyn AccessReviewer>)
         }
     };
-    let ca_hints = roots
-        .client_ca
-        .iter()
-        .chain(&roots.requestheader_ca)
-        .flatten()
-        .cloned()
-        .collect();
     Ok(Prepared {
         security: Security::Checked {
             authn: Authenticator::new(request_header, client_ca, tokens),
             authz: Authorizer::new(authz),
         },
-        ca_hints,
+        ca_hints: ca_hints(&roots),
         pods: None,
+        trust: Some((trust, roots)),
     })
+}
+
+/// The CA certificates to advertise in the TLS handshake.
+fn ca_hints(roots: &TrustRoots) -> Vec<CertificateDer<'static>> {
+    roots
+        .client_ca
+        .iter()
+        .chain(&roots.requestheader_ca)
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// Front-proxy and client-certificate verification for `roots`.
+pub fn certificate_auth(roots: &TrustRoots) -> Result<CertificateAuth, RunError> {
+    let request_header = match &roots.requestheader_ca {
+        Some(cas) => Some(RequestHeaderAuth {
+            verifier: verifier_for(cas, "requestheader client CA")?,
+            allowed_names: roots.allowed_names.clone(),
+        }),
+        None => None,
+    };
+    let client_ca = roots
+        .client_ca
+        .as_deref()
+        .map(|c| verifier_for(c, "client CA"))
+        .transpose()?;
+    Ok(CertificateAuth {
+        request_header,
+        client_ca,
+    })
+}
+
+/// Re-reads the trust roots every `every` until `shutdown` and puts changed ones in place:
+/// the authenticator's verifiers and the issuers the TLS handshake advertises. A failed read
+/// or a broken bundle keeps the roots in use (and says so in the log).
+pub async fn watch_trust(
+    source: TrustSource,
+    mut current: TrustRoots,
+    state: Arc<AdapterState>,
+    tls: Arc<ServerTls>,
+    every: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let Security::Checked { authn, .. } = &state.security else {
+        return;
+    };
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut shutdown => return,
+        }
+        let roots = match source.load().await {
+            Ok(r) if r == current => continue,
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read the client CA bundles; keeping the ones in use");
+                continue;
+            }
+        };
+        let applied = certificate_auth(&roots).and_then(|certs| {
+            tls.set_ca_hints(&ca_hints(&roots))?;
+            authn.replace_certificates(certs);
+            Ok(())
+        });
+        match applied {
+            Ok(()) => {
+                tracing::info!(
+                    client_ca = roots.client_ca.as_ref().map_or(0, Vec::len),
+                    requestheader_ca = roots.requestheader_ca.as_ref().map_or(0, Vec::len),
+                    allowed_names = ?roots.allowed_names,
+                    "client CA bundles changed; now in use"
+                );
+                current = roots;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "new client CA bundles are unusable; keeping the ones in use")
+            }
+        }
+    }
 }
 
 /// The pod lister for `labelSelector` on per-pod metrics: from `--kubeconfig`, else the
@@ -247,6 +320,7 @@ pub async fn run_on(
         security,
         ca_hints,
         pods,
+        trust,
     } = prepared;
     let config = Arc::new(AdapterConfig::load(&args.config)?);
     let cert = match (&args.tls_cert_file, &args.tls_private_key_file) {
@@ -282,6 +356,16 @@ pub async fn run_on(
         state = state.with_pod_lister(lister);
     }
     let state = Arc::new(state);
+    let trust_watcher = trust.map(|(source, roots)| {
+        tokio::spawn(watch_trust(
+            source,
+            roots,
+            state.clone(),
+            tls.clone(),
+            args.cert_reload_interval,
+            stopped(stop_rx.clone()),
+        ))
+    });
     tracing::info!(addr = %listener.local_addr()?, "serving custom.metrics.k8s.io and external.metrics.k8s.io");
     let served = super::tls::serve(
         listener,
@@ -293,6 +377,9 @@ pub async fn run_on(
     .await;
     let _ = stop_tx.send(true);
     let _ = watcher.await;
+    if let Some(w) = trust_watcher {
+        let _ = w.await;
+    }
     if tokio::task::spawn_blocking(move || refresher.join())
         .await
         .map(|r| r.is_err())

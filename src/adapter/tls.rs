@@ -146,7 +146,7 @@ pub enum CertSource {
 /// The current server configuration; swapped when the files change.
 pub struct ServerTls {
     source: CertSource,
-    hints: Vec<DistinguishedName>,
+    hints: RwLock<Vec<DistinguishedName>>,
     current: RwLock<Arc<ServerConfig>>,
     stamp: RwLock<Option<(SystemTime, SystemTime)>>,
 }
@@ -174,7 +174,7 @@ impl ServerTls {
         let (config, stamp) = build(&source, &hints)?;
         Ok(Arc::new(Self {
             source,
-            hints,
+            hints: RwLock::new(hints),
             current: RwLock::new(config),
             stamp: RwLock::new(stamp),
         }))
@@ -198,10 +198,22 @@ impl ServerTls {
         if now.is_none() || now == *self.stamp.read().unwrap_or_else(|p| p.into_inner()) {
             return Ok(false);
         }
-        let (config, stamp) = build(&self.source, &self.hints)?;
+        let hints = self.hints.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let (config, stamp) = build(&self.source, &hints)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
         *self.stamp.write().unwrap_or_else(|p| p.into_inner()) = stamp;
         Ok(true)
+    }
+
+    /// Advertises `cas` as the acceptable client-certificate issuers from the next handshake
+    /// on (the trust roots rotated), keeping the serving certificate as it is.
+    pub fn set_ca_hints(&self, cas: &[CertificateDer<'static>]) -> Result<(), TlsError> {
+        let hints = subjects(cas)?;
+        let resolver = self.config().cert_resolver.clone();
+        let config = finish(server_builder(&hints)?.with_cert_resolver(resolver));
+        *self.hints.write().unwrap_or_else(|p| p.into_inner()) = hints;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
     }
 
     /// Polls the certificate files every `every` until `shutdown`, swapping in changes.
@@ -243,19 +255,31 @@ fn build(source: &CertSource, hints: &[DistinguishedName]) -> Result<Built, TlsE
             (vec![c.cert.der().clone()], key, None)
         }
     };
+    let config = server_builder(hints)?
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok((finish(config), stamp))
+}
+
+/// A server configuration up to its certificate: ring, safe protocol versions, and a client
+/// certificate requested (never required) with `hints` as the acceptable issuers.
+fn server_builder(
+    hints: &[DistinguishedName],
+) -> Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>, TlsError> {
     let provider = rustls::crypto::ring::default_provider();
     let verifier = Arc::new(RequestAnyClientCert {
         algorithms: provider.signature_verification_algorithms,
         hints: hints.to_vec(),
     });
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+    Ok(ServerConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .with_client_cert_verifier(verifier))
+}
+
+fn finish(mut config: ServerConfig) -> Arc<ServerConfig> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((Arc::new(config), stamp))
+    Arc::new(config)
 }
 
 /// How long a client may take to finish the TLS handshake.

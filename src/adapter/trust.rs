@@ -2,7 +2,7 @@
 //! `kube-system/extension-apiserver-authentication` ConfigMap kube-apiserver maintains (R3.8).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use rustls::pki_types::CertificateDer;
@@ -109,6 +109,36 @@ pub async fn fetch(client: kube::Client) -> Result<TrustRoots, TrustError> {
     from_configmap_data(&cm.data.unwrap_or_default())
 }
 
+/// Where the trust roots come from: the CA files given as flags and, for whatever they do not
+/// give, the ConfigMap. Read again periodically so that rotated bundles take effect (R3.8).
+#[derive(Clone)]
+pub struct TrustSource {
+    /// `--client-ca-file`.
+    pub client_ca_file: Option<PathBuf>,
+    /// `--requestheader-client-ca-file`.
+    pub requestheader_ca_file: Option<PathBuf>,
+    /// `--requestheader-allowed-names`.
+    pub allowed_names: Vec<String>,
+    /// The cluster whose ConfigMap fills in the rest; `None`: the files only.
+    pub cluster: Option<kube::Client>,
+}
+
+impl TrustSource {
+    /// Reads the files and (if there is a cluster) the ConfigMap, and merges them.
+    pub async fn load(&self) -> Result<TrustRoots, TrustError> {
+        let from_cluster = match &self.cluster {
+            Some(c) => Some(fetch(c.clone()).await?),
+            None => None,
+        };
+        merge(
+            self.client_ca_file.as_deref(),
+            self.requestheader_ca_file.as_deref(),
+            &self.allowed_names,
+            from_cluster,
+        )
+    }
+}
+
 /// Trust roots from flags; anything a flag does not give is taken from `from_cluster`.
 pub fn merge(
     client_ca_file: Option<&Path>,
@@ -174,6 +204,47 @@ mod tests {
         assert_eq!(roots.allowed_names, vec!["front-proxy-client"]);
         assert_eq!(roots.client_ca.unwrap().len(), 1);
         assert!(roots.requestheader_ca.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_trust_source_reads_the_configmap_again_on_each_load_and_flags_win() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let rotations = [ca_pem(), ca_pem()];
+        let answers = rotations.clone();
+        let server = tokio::spawn(async move {
+            for pem in answers {
+                let (_, send) = handle.next_request().await.unwrap();
+                let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": CONFIGMAP.1, "namespace": CONFIGMAP.0},
+                    "data": {"client-ca-file": pem, "requestheader-client-ca-file": pem}});
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let front_proxy = dir.path().join("front-proxy-ca.pem");
+        std::fs::write(&front_proxy, ca_pem()).unwrap();
+        let source = TrustSource {
+            client_ca_file: None,
+            requestheader_ca_file: Some(front_proxy.clone()),
+            allowed_names: vec![],
+            cluster: Some(kube::Client::new(svc, "default")),
+        };
+        let first = source.load().await.unwrap();
+        let second = source.load().await.unwrap();
+        server.await.unwrap();
+        let pem_of = |r: &TrustRoots| r.client_ca.clone().unwrap();
+        assert_eq!(pem_of(&first), pem_bundle("a", &rotations[0]).unwrap());
+        assert_eq!(pem_of(&second), pem_bundle("b", &rotations[1]).unwrap());
+        // The flag's file, not the ConfigMap, gives the front-proxy CA both times.
+        let from_file = Some(read_certs(&front_proxy).unwrap());
+        assert_eq!(
+            (first.requestheader_ca, second.requestheader_ca),
+            (from_file.clone(), from_file)
+        );
     }
 
     #[test]

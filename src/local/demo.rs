@@ -278,6 +278,22 @@ pub enum Cadence {
     MetricsPipeline,
 }
 
+/// How often a run of `spec` reads and decides under `cadence`.
+pub fn loop_options(spec: &ScalingPolicySpec, cadence: Cadence) -> LoopOptions {
+    let interval = spec.interval.map(|d| d.0).unwrap_or(Duration::from_secs(5));
+    match cadence {
+        Cadence::Policy => LoopOptions::every(&spec.target_ref.name, interval),
+        // The HPA decides every `interval` on what a metrics pipeline published at that
+        // resolution, while the metrics themselves are collected continuously.
+        Cadence::MetricsPipeline => LoopOptions {
+            interval: Duration::from_secs(1),
+            evaluate_every: interval.as_secs().max(1) as u32,
+            resolution: interval,
+            ..LoopOptions::every(&spec.target_ref.name, interval)
+        },
+    }
+}
+
 /// One run of the whole loop; returns what happened.
 pub async fn run_once(
     config: &DemoConfig,
@@ -351,18 +367,7 @@ pub async fn run_once(
         .build()
         .map_err(|e| local("building the HTTP client")(e.to_string()))?;
     let ctx = BuildContext::new(crate::metric::MetricId::new("demo", ""), http);
-    let interval = spec.interval.map(|d| d.0).unwrap_or(Duration::from_secs(5));
-    let options = match cadence {
-        Cadence::Policy => LoopOptions::every(&spec.target_ref.name, interval),
-        // The HPA decides every `interval` on what a metrics pipeline published at that
-        // resolution, while the metrics themselves are collected continuously.
-        Cadence::MetricsPipeline => LoopOptions {
-            interval: Duration::from_secs(1),
-            evaluate_every: interval.as_secs().max(1) as u32,
-            resolution: interval,
-            ..LoopOptions::every(&spec.target_ref.name, interval)
-        },
-    };
+    let options = loop_options(spec, cadence);
     // A local replica may use one core: Utilization targets read against that.
     let options = LoopOptions {
         default_requests: Requests {

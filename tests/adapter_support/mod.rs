@@ -23,6 +23,7 @@ use tidescale::adapter::auth::{
 use tidescale::adapter::kube_auth::KubeReviewer;
 use tidescale::adapter::run::{AdapterArgs, AuthorizationMode, Prepared, run_on};
 use tidescale::adapter::tls::ca_verifier;
+use tidescale::adapter::trust::TrustSource;
 use tokio::net::TcpListener;
 
 /// Review requests the mock cluster received: (path, body).
@@ -104,7 +105,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn pair(dir: &Path, name: &str, (c, k): (String, String)) -> (PathBuf, PathBuf) {
+pub fn pair(dir: &Path, name: &str, (c, k): (String, String)) -> (PathBuf, PathBuf) {
     (
         write(dir, &format!("{name}.pem"), &c),
         write(dir, &format!("{name}-key.pem"), &k),
@@ -298,10 +299,18 @@ impl Adapter {
         for f in [&pki.client_ca, &pki.front_proxy_ca] {
             ca_hints.extend(tidescale::adapter::tls::read_certs(f).unwrap());
         }
+        let trust = TrustSource {
+            client_ca_file: Some(pki.client_ca.clone()),
+            requestheader_ca_file: Some(pki.front_proxy_ca.clone()),
+            allowed_names: vec!["front-proxy-client".into()],
+            cluster: None,
+        };
+        let roots = trust.load().await.unwrap();
         let prepared = Prepared {
             security,
             ca_hints,
             pods: None,
+            trust: Some((trust, roots)),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
