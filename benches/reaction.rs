@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use tidescale::control::policy_loop::{LoopSource, PolicyLoop};
 use tidescale::engine::Replicas;
 use tidescale::local::demo::{Cadence, DEFAULT_POLICY, hpa_defaults, loop_options};
+use tidescale::local::report::median;
 use tidescale::metric::{MetricId, Reading};
 use tidescale::source::{MetricSource, SourceError};
 use tidescale::spec::load_policy_yaml;
@@ -99,16 +100,6 @@ async fn reaction(cadence: Cadence, step_at_s: f64) -> Option<f64> {
     None
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -137,7 +128,7 @@ fn main() {
         let shown: Vec<String> = reactions.iter().map(|r| format!("{r:.1}")).collect();
         println!(
             "  {label:<52} median {:>5.1} s   min {:>5.1} s   max {:>5.1} s   [{}]",
-            median(reactions.clone()),
+            median(reactions.clone()).expect("ten reactions"),
             reactions.iter().copied().fold(f64::INFINITY, f64::min),
             reactions.iter().copied().fold(0.0, f64::max),
             shown.join(" ")

@@ -4,7 +4,6 @@
 
 mod adapter_support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -44,28 +43,7 @@ async fn serves_self_signed_in_dev_mode_and_stops_on_sigint() {
         adapter_support::policy_yaml(&gauge.url),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidescale"))
-        .args(["adapter", "--config"])
-        .arg(&cfg)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--insecure-dev-mode",
-        ])
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let (mut child, port, client) = adapter_support::spawn_dev_adapter(&cfg, &[]);
     let url = format!(
         "https://127.0.0.1:{port}/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth"
     );

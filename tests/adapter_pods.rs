@@ -4,7 +4,6 @@
 
 mod adapter_support;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,30 +95,8 @@ async fn kubeconfig_selects_live_pods_and_a_refused_list_is_a_500() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidescale"))
-        .args(["adapter", "--config"])
-        .arg(&cfg)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--insecure-dev-mode",
-        ])
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let (mut child, port, client) =
+        adapter_support::spawn_dev_adapter(&cfg, &["--kubeconfig".as_ref(), kubeconfig.as_ref()]);
     let base = format!(
         "https://127.0.0.1:{port}/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/%2A/inflight"
     );

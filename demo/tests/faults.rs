@@ -24,6 +24,21 @@ where
     false
 }
 
+/// Polls `{base}/readyz` until it answers 200 (at most ~10 s).
+async fn ready_within_10s(c: &reqwest::Client, base: &str) -> bool {
+    eventually(100, || {
+        let request = c.get(format!("{base}/readyz"));
+        async move {
+            request
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn redis_outage_gives_503_and_recovers_without_restart() {
     let mut redis = Redis::start();
@@ -78,18 +93,7 @@ async fn redis_outage_gives_503_and_recovers_without_restart() {
     );
 
     redis.restart();
-    let ready = eventually(100, || {
-        let c = c.clone();
-        let url = format!("{base}/readyz");
-        async move {
-            c.get(url)
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        }
-    })
-    .await;
+    let ready = ready_within_10s(&c, &base).await;
     assert!(
         ready,
         "readiness did not recover within 10 s of Redis returning"
@@ -139,18 +143,7 @@ async fn service_started_while_redis_is_down_becomes_ready_when_it_comes_up() {
     );
     redis.restart();
     let base = svc.base.clone();
-    let ready = eventually(100, || {
-        let c = c.clone();
-        let url = format!("{base}/readyz");
-        async move {
-            c.get(url)
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        }
-    })
-    .await;
+    let ready = ready_within_10s(&c, &base).await;
     assert!(ready);
     svc.stop().await;
 }

@@ -34,11 +34,9 @@ pub fn release_free_memory() {
 mod tests {
     use super::*;
 
-    /// Reads a field of /proc/self/status in KiB.
-    fn status_kib(field: &str) -> Option<u64> {
-        let text = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = text.lines().find(|l| l.starts_with(field))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+    fn resident_bytes() -> f64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        crate::source::process::parse_status_rss(&status).expect("VmRSS")
     }
 
     #[test]
@@ -48,15 +46,15 @@ mod tests {
         // for the last one, which pins the top of the heap as a refresh's survivors would.
         let blocks: Vec<Vec<u8>> = (0..4096).map(|i| vec![i as u8; 16 * 1024]).collect();
         let keep = blocks.last().cloned();
-        let before = status_kib("VmRSS:").expect("VmRSS");
+        let before = resident_bytes();
         drop(blocks);
         release_free_memory();
-        let after = status_kib("VmRSS:").expect("VmRSS");
+        let after = resident_bytes();
         assert!(keep.is_some());
         // 64 MiB were freed; at least half of it must have left the resident set.
         assert!(
-            before.saturating_sub(after) >= 32 * 1024,
-            "RSS before {before} KiB, after trim {after} KiB"
+            before - after >= 32.0 * 1024.0 * 1024.0,
+            "RSS before {before} bytes, after trim {after} bytes"
         );
     }
 }

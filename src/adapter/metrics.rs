@@ -182,7 +182,8 @@ pub fn external(
 /// One (object name, value, when) a custom entry yields.
 struct Found {
     object: String,
-    value: f64,
+    /// The value as a canonical quantity.
+    value: String,
     at: SystemTime,
     window: Option<i64>,
     namespace: Option<String>,
@@ -263,10 +264,18 @@ pub fn custom(
         }
         let r = reading_of(store, &ix.custom_ids[i]).map_err(Status::internal)?;
         let window = window_seconds(&m.source);
+        let quantity = |v: f64| {
+            quantity_string(v).ok_or_else(|| {
+                Status::internal(format!(
+                    "metric {} has a value that is not a quantity: {v}",
+                    req.metric
+                ))
+            })
+        };
         match (&m.object, r.pods()) {
             (Some(obj), _) => found.push(Found {
                 object: obj.clone(),
-                value: r.total(),
+                value: quantity(r.total())?,
                 at: r.at,
                 window,
                 namespace: m.namespace.clone(),
@@ -281,7 +290,7 @@ pub fn custom(
                     if selected {
                         found.push(Found {
                             object: pod.clone(),
-                            value: *v,
+                            value: quantity(*v)?,
                             at: r.at,
                             window,
                             namespace: m.namespace.clone(),
@@ -302,63 +311,39 @@ pub fn custom(
     }
     let (kind, api_version) = kind_of(gr);
     let echo = metric_selector.to_label_selector();
-    let value_of = |f: &Found| {
-        quantity_string(f.value).ok_or_else(|| {
-            Status::internal(format!(
-                "metric {} has a value that is not a quantity: {}",
-                req.metric, f.value
-            ))
-        })
-    };
     let obj = |f: &Found| ObjectReference {
         kind: kind.clone(),
         namespace: f.namespace.clone().unwrap_or_default(),
         name: f.object.clone(),
         api_version: api_version.clone(),
     };
-    let value = |f: &Found| value_of(f).map_err(|s| StatusError(s.message));
     let body = match req.version {
         CustomVersion::V1beta1 => MetricValueList::write_streamed(
             req.version,
             found.len(),
-            found.iter().map(|f| {
-                Ok::<_, StatusError>(MetricValueV1beta1 {
-                    described_object: obj(f),
-                    metric_name: req.metric.clone(),
-                    timestamp: rfc3339(unix(f.at)),
-                    window: f.window,
-                    value: value(f)?,
-                    selector: echo.clone(),
-                })
+            found.iter().map(|f| MetricValueV1beta1 {
+                described_object: obj(f),
+                metric_name: req.metric.clone(),
+                timestamp: rfc3339(unix(f.at)),
+                window: f.window,
+                value: f.value.clone(),
+                selector: echo.clone(),
             }),
         ),
         CustomVersion::V1beta2 => MetricValueList::write_streamed(
             req.version,
             found.len(),
-            found.iter().map(|f| {
-                Ok::<_, StatusError>(MetricValueV1beta2 {
-                    described_object: obj(f),
-                    metric: MetricIdentifier {
-                        name: req.metric.clone(),
-                        selector: echo.clone(),
-                    },
-                    timestamp: rfc3339(unix(f.at)),
-                    window_seconds: f.window,
-                    value: value(f)?,
-                })
+            found.iter().map(|f| MetricValueV1beta2 {
+                described_object: obj(f),
+                metric: MetricIdentifier {
+                    name: req.metric.clone(),
+                    selector: echo.clone(),
+                },
+                timestamp: rfc3339(unix(f.at)),
+                window_seconds: f.window,
+                value: f.value.clone(),
             }),
         ),
     };
     body.map_err(|e| Status::internal(e.to_string()))
-}
-
-/// A value that turned out not to be a quantity while a list was being written (the partial
-/// output is dropped and the request answered with a `Status`).
-#[derive(Debug)]
-struct StatusError(String);
-
-impl From<StatusError> for serde_json::Error {
-    fn from(e: StatusError) -> Self {
-        <serde_json::Error as serde::ser::Error>::custom(e.0)
-    }
 }

@@ -163,15 +163,11 @@ const ITEM_BYTES_ESTIMATE: usize = 320;
 impl<T: Serialize> MetricValueList<T> {
     /// Serializes a list for `version` whose items are made one at a time by `items`, so that
     /// only the output (never a `Vec` of every item as well) is in memory at once.
-    pub fn write_streamed<I, E>(
+    pub fn write_streamed(
         version: CustomVersion,
         count: usize,
-        items: I,
-    ) -> Result<Vec<u8>, serde_json::Error>
-    where
-        I: IntoIterator<Item = Result<T, E>>,
-        serde_json::Error: From<E>,
-    {
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<u8>, serde_json::Error> {
         // The envelope comes from the type itself (field order and all), with the items spliced
         // into its empty `items` array.
         let empty = serde_json::to_vec(&MetricValueList::<T>::new(version, Vec::new()))?;
@@ -185,7 +181,7 @@ impl<T: Serialize> MetricValueList<T> {
             if i > 0 {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut out, &item?)?;
+            serde_json::to_writer(&mut out, &item)?;
         }
         out.extend_from_slice(b"]}");
         Ok(out)

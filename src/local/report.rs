@@ -135,7 +135,8 @@ fn first_rise(schedule: &Schedule, from: f64, before: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+/// The median of `v`, or `None` when it is empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -468,3 +468,36 @@ pub fn jane_creds(a: &Adapter) -> Vec<String> {
         format!("--client-key={}", a.pki.jane.1.display()),
     ]
 }
+
+/// The `tidescale` binary as `adapter --config cfg --insecure-dev-mode` on a free loopback port,
+/// with `extra` arguments: the child (stderr piped, killed on drop), its port, and a client
+/// that accepts the self-signed certificate it serves.
+pub fn spawn_dev_adapter(
+    cfg: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> (tokio::process::Child, u16, reqwest::Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidescale"))
+        .args(["adapter", "--config"])
+        .arg(cfg)
+        .args(extra)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--insecure-dev-mode",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    (child, port, client)
+}
