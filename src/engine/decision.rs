@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::Replicas;
 use super::policy::{RatePolicyKind, Target};
+use super::quantity::fmt_milli;
 use super::time::Seconds;
 
 /// What the engine decided this tick, and why, step by step.
@@ -243,45 +244,6 @@ impl Reason {
             Reason::Bounds { .. } => "Clamped",
             Reason::DryRun => "DryRun",
         }
-    }
-}
-
-/// Formats a milli-unit value as a canonical Kubernetes quantity (`212`, `1500m`, `12k`).
-pub fn fmt_milli(milli: i64) -> impl fmt::Display {
-    MilliDisplay(milli)
-}
-
-struct MilliDisplay(i64);
-
-impl fmt::Display for MilliDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == 0 {
-            return f.write_str("0");
-        }
-        let mut m = i128::from(self.0).abs();
-        let mut exp: i32 = -3;
-        while m % 10 == 0 {
-            m /= 10;
-            exp += 1;
-        }
-        let r: i32 = exp.rem_euclid(3);
-        m *= 10i128.pow(r as u32);
-        exp -= r;
-        let suffix = match exp {
-            -3 => "m",
-            0 => "",
-            3 => "k",
-            6 => "M",
-            9 => "G",
-            12 => "T",
-            _ => "P",
-        };
-        let sign = if self.0 < 0 { "-" } else { "" };
-        if exp > 15 {
-            // Beyond P only for absurd values: keep them exact with a power of ten.
-            return write!(f, "{sign}{m}e{exp}");
-        }
-        write!(f, "{sign}{m}{suffix}")
     }
 }
 

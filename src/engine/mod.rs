@@ -20,9 +20,11 @@ mod normalize;
 pub mod observation;
 pub mod policy;
 mod proposal;
+pub mod quantity;
+mod stages;
 pub mod time;
 
-pub use decision::{Decision, Direction, Proposal, RateLimit, Reason, Usage, fmt_milli};
+pub use decision::{Decision, Direction, Proposal, RateLimit, Reason, Usage};
 pub use evaluator::Evaluator;
 pub use observation::{
     MetricFailure, Observation, PodFacts, PodPhase, PodValues, Reading, ReadyCondition, Requests,
@@ -31,6 +33,7 @@ pub use policy::{
     Behavior, MetricPolicy, Normalization, OnError, Policy, RatePolicy, RatePolicyKind,
     ReadinessTiming, Resource, ScalingRules, SelectPolicy, Target, Tolerance,
 };
+pub use quantity::fmt_milli;
 pub use time::{Seconds, Time};
 
 /// A replica count. Never negative; `int32` like the Kubernetes API.

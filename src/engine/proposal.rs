@@ -203,6 +203,74 @@ impl Sums {
     }
 }
 
+/// The pods of a per-pod reading, grouped as §4.5 says: the ready pods' sums, and what the
+/// missing and unready pods would add when they are filled in (step 6).
+#[derive(Default)]
+struct Tally {
+    sums: Sums,
+    ready: i64,
+    missing: i64,
+    missing_requests: i128,
+    missing_fallback: i128,
+    unready: i64,
+    unready_requests: i128,
+}
+
+/// A pod's request of the measured resource, for utilization (0 for plain averages).
+fn request_of(pod: &PodFacts, target: PerPodTarget) -> Result<i128, String> {
+    let PerPodTarget::Utilization(_, resource) = target else {
+        return Ok(0);
+    };
+    let (request, name) = match resource {
+        Resource::Cpu => (pod.requests.cpu, "cpu"),
+        Resource::Memory => (pod.requests.memory, "memory"),
+    };
+    let request =
+        request.ok_or_else(|| format!("missing request for {name} in pod {}", pod.name))?;
+    Ok(i128::from(request))
+}
+
+fn tally(
+    v: &PodValues,
+    target: PerPodTarget,
+    cpu: bool,
+    cx: &Context<'_>,
+) -> Result<Tally, String> {
+    let mut t = Tally::default();
+    for (pod, value) in cx.obs.pods.iter().zip(&v.values) {
+        let request = request_of(pod, target)?;
+        match group(pod, *value, cpu, v, cx) {
+            Group::Ignored => {}
+            Group::Unready => {
+                t.unready += 1;
+                t.unready_requests += request;
+            }
+            Group::Missing => {
+                t.missing += 1;
+                t.missing_requests += request;
+                t.missing_fallback += match target {
+                    // Recent HPA: at least 100 % of the request, or the target if higher.
+                    PerPodTarget::Utilization(u, _) => request * i128::from(u.max(100)) / 100,
+                    PerPodTarget::Average(avg) => i128::from(avg),
+                };
+            }
+            Group::Ready(m) => {
+                t.ready += 1;
+                t.sums.metrics += i128::from(m);
+                t.sums.requests += request;
+                t.sums.entries += 1;
+            }
+        }
+    }
+    // Values for pods outside the list stay in the map: counted in plain averages, and in the
+    // entry count of utilization (where they have no request and add nothing to the sums).
+    t.sums.entries += v.extra.len() as i64;
+    if !matches!(target, PerPodTarget::Utilization(..)) {
+        t.sums.metrics += v.extra.iter().map(|x| i128::from(*x)).sum::<i128>();
+    }
+    Ok(t)
+}
+
 /// §4.4.1 (Utilization) and §4.4.2 (AverageValue over per-pod values).
 fn per_pod(
     v: &PodValues,
@@ -210,106 +278,55 @@ fn per_pod(
     metric: &MetricPolicy,
     cx: &Context<'_>,
 ) -> Result<Computed, String> {
-    let pods = &cx.obs.pods;
     let current = cx.obs.current;
-    if pods.is_empty() {
+    if cx.obs.pods.is_empty() {
         return Err("no pods returned by selector while calculating replica count".into());
     }
     let cpu = metric.resource == Some(Resource::Cpu);
-    let mut sums = Sums::default();
-    let mut ready_count: i64 = 0;
-    // What the missing and unready pods add when they are filled in (step 6).
-    let (mut missing, mut missing_requests, mut missing_fallback) = (0i64, 0i128, 0i128);
-    let (mut unready, mut unready_requests) = (0i64, 0i128);
-    for (pod, value) in pods.iter().zip(&v.values) {
-        let request = match target {
-            PerPodTarget::Utilization(_, resource) => {
-                let r = match resource {
-                    Resource::Cpu => pod.requests.cpu,
-                    Resource::Memory => pod.requests.memory,
-                };
-                let name = match resource {
-                    Resource::Cpu => "cpu",
-                    Resource::Memory => "memory",
-                };
-                i128::from(
-                    r.ok_or_else(|| format!("missing request for {name} in pod {}", pod.name))?,
-                )
-            }
-            PerPodTarget::Average(_) => 0,
-        };
-        match group(pod, *value, cpu, v, cx) {
-            Group::Ignored => {}
-            Group::Unready => {
-                unready += 1;
-                unready_requests += request;
-            }
-            Group::Missing => {
-                missing += 1;
-                missing_requests += request;
-                missing_fallback += match target {
-                    // Recent HPA: at least 100 % of the request, or the target if higher.
-                    PerPodTarget::Utilization(u, _) => request * i128::from(u.max(100)) / 100,
-                    PerPodTarget::Average(t) => i128::from(t),
-                };
-            }
-            Group::Ready(m) => {
-                ready_count += 1;
-                sums.metrics += i128::from(m);
-                sums.requests += request;
-                sums.entries += 1;
-            }
-        }
-    }
-    // Values for pods outside the list stay in the map: counted in plain averages, and in the
-    // entry count of utilization (where they have no request and add nothing to the sums).
-    sums.entries += v.extra.len() as i64;
-    if !matches!(target, PerPodTarget::Utilization(..)) {
-        sums.metrics += v.extra.iter().map(|x| i128::from(*x)).sum::<i128>();
-    }
-    if sums.entries == 0 {
+    let mut t = tally(v, target, cpu, cx)?;
+    if t.sums.entries == 0 {
         return Err("did not receive metrics for targeted pods (pods might be unready)".into());
     }
-    if matches!(target, PerPodTarget::Utilization(..)) && sums.requests == 0 {
+    if matches!(target, PerPodTarget::Utilization(..)) && t.sums.requests == 0 {
         return Err("no metrics returned matched known pods".into());
     }
-    let (ratio, usage) = sums.ratio(target);
+    let (ratio, usage) = t.sums.ratio(target);
     let computed = |replicas, within_tolerance| Computed {
         replicas,
         ratio,
         usage,
         within_tolerance,
     };
-    let scale_up_with_unready = unready > 0 && ratio > 1.0;
-    if !scale_up_with_unready && missing == 0 {
+    let scale_up_with_unready = t.unready > 0 && ratio > 1.0;
+    if !scale_up_with_unready && t.missing == 0 {
         if cx.tolerance.within(ratio) {
             return Ok(computed(current, true));
         }
-        return Ok(computed(ceil_replicas(ratio * ready_count as f64), false));
+        return Ok(computed(ceil_replicas(ratio * t.ready as f64), false));
     }
     // Step 6: fill in missing pods (at the target/request on a scale-down, 0 on a scale-up),
     // and unready pods at 0 on a scale-up; then recompute.
-    if missing > 0 {
+    if t.missing > 0 {
         if ratio < 1.0 {
-            sums.metrics += missing_fallback;
-            sums.requests += missing_requests;
-            sums.entries += missing;
+            t.sums.metrics += t.missing_fallback;
+            t.sums.requests += t.missing_requests;
+            t.sums.entries += t.missing;
         } else if ratio > 1.0 {
-            sums.requests += missing_requests;
-            sums.entries += missing;
+            t.sums.requests += t.missing_requests;
+            t.sums.entries += t.missing;
         }
     }
     if scale_up_with_unready {
-        sums.requests += unready_requests;
-        sums.entries += unready;
+        t.sums.requests += t.unready_requests;
+        t.sums.entries += t.unready;
     }
-    let (new_ratio, _) = sums.ratio(target);
+    let (new_ratio, _) = t.sums.ratio(target);
     let within = cx.tolerance.within(new_ratio);
     let flipped = (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0);
     if within || flipped {
         return Ok(computed(current, within));
     }
-    let n = ceil_replicas(new_ratio * sums.entries as f64);
+    let n = ceil_replicas(new_ratio * t.sums.entries as f64);
     if (new_ratio < 1.0 && n > current) || (new_ratio > 1.0 && n < current) {
         return Ok(computed(current, false));
     }

@@ -13,6 +13,8 @@ use schemars::JsonSchema;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::engine::quantity::write_decimal;
+
 const NANOS_PER_UNIT: i128 = 1_000_000_000;
 
 /// The largest magnitude accepted, in nano-units (10^27 units): far above any metric or
@@ -134,50 +136,15 @@ impl Quantity {
             }
             // Small or fractional values print in decimal SI so nothing is lost (R1.33).
         }
-        if self.nanos == 0 {
-            return "0".to_string();
-        }
-        let mut mantissa = self.nanos.abs();
-        let mut exponent: i32 = -9;
-        while mantissa % 10 == 0 {
-            mantissa /= 10;
-            exponent += 1;
-        }
-        // Lower the exponent to a multiple of three, toward −∞ (R1.30).
-        let r = exponent.rem_euclid(3);
-        mantissa *= 10i128.pow(r as u32);
-        exponent -= r;
-        let sign = if self.nanos < 0 { "-" } else { "" };
-        let suffix = match self.format {
-            QuantityFormat::DecimalExponent if exponent == 0 => String::new(),
-            QuantityFormat::DecimalExponent => format!("e{exponent}"),
-            _ => match decimal_suffix(exponent) {
-                Some(s) => s.to_string(),
-                // No SI suffix above exa: exponent notation, as current apimachinery does (R1.32).
-                None => format!("e{exponent}"),
-            },
-        };
-        format!("{sign}{mantissa}{suffix}")
+        let mut text = String::new();
+        let exponent_form = self.format == QuantityFormat::DecimalExponent;
+        // Writing to a String cannot fail.
+        let _ = write_decimal(&mut text, self.nanos, exponent_form);
+        text
     }
 }
 
 const BINARY_SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-
-fn decimal_suffix(exponent: i32) -> Option<&'static str> {
-    Some(match exponent {
-        -9 => "n",
-        -6 => "u",
-        -3 => "m",
-        0 => "",
-        3 => "k",
-        6 => "M",
-        9 => "G",
-        12 => "T",
-        15 => "P",
-        18 => "E",
-        _ => return None,
-    })
-}
 
 /// What a suffix means: a power of ten, a power of two, and the format it implies.
 fn interpret_suffix(suffix: &str) -> Option<(i32, u32, QuantityFormat)> {
