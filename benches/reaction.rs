@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
+use tidescale::clock::{self, Instant};
+use tidescale::control::CountingRecorder;
 use tidescale::control::policy_loop::{LoopSource, PolicyLoop};
 use tidescale::engine::Replicas;
 use tidescale::local::demo::{Cadence, DEFAULT_POLICY, hpa_defaults, loop_options};
@@ -22,8 +24,6 @@ use tidescale::metric::{MetricId, Reading};
 use tidescale::source::{MetricSource, SourceError};
 use tidescale::spec::load_policy_yaml;
 use tidescale::target::fake::FakeTarget;
-use tidescale::telemetry::Telemetry;
-use tokio::time::Instant;
 
 /// Requests per second before the step; four times as many after it.
 const BASE_RPS: f64 = 80.0;
@@ -48,7 +48,7 @@ impl MetricSource for StepRate {
         "synthetic"
     }
     fn read(&self) -> BoxFuture<'_, Result<Reading, SourceError>> {
-        let elapsed = Instant::now().duration_since(self.origin);
+        let elapsed = clock::now().duration_since(self.origin);
         let now = elapsed.as_secs_f64();
         let stepped = (now - self.step_at_s).clamp(0.0, WINDOW_S) / WINDOW_S;
         let rate = BASE_RPS * (1.0 + 3.0 * stepped);
@@ -68,7 +68,7 @@ async fn reaction(cadence: Cadence, step_at_s: f64) -> Option<f64> {
         }
         Cadence::MetricsPipeline => hpa_defaults(&spec).expect("hpa defaults are valid"),
     };
-    let origin = Instant::now();
+    let origin = clock::now();
     let source = Arc::new(StepRate {
         id: MetricId::new("demo", "rps"),
         origin,
@@ -85,7 +85,7 @@ async fn reaction(cadence: Cadence, step_at_s: f64) -> Option<f64> {
         }],
         target,
         None,
-        Arc::new(Telemetry::new()),
+        Arc::new(CountingRecorder::default()),
         loop_options(&spec, cadence),
     )
     .expect("the loop builds")

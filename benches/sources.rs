@@ -9,11 +9,11 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tidescale::clock::{self, Instant};
 use tidescale::metric::MetricId;
 use tidescale::source::exposition::{ExpositionParser, Format, PromParse, TextParser};
 use tidescale::source::scrape::ScrapeSource;
 use tidescale::source::{BuildContext, ScrapeConfig};
-use tokio::time::Instant;
 
 /// The `k`-th scrape of a 5,000-series OpenMetrics page: 200 routes' latency histograms (17
 /// series each), 800 request counters and 800 gauges; counters grow steadily with `k`.
@@ -103,7 +103,7 @@ fn bench_parse_aggregate(c: &mut Criterion) {
     let quantile =
         "metric: http_request_duration_seconds\naggregate: {quantile: {q: 0.95, window: 30s}}\n";
     let rate = "metric: http_requests_total\naggregate: {rate: {window: 30s}}\n";
-    let base = Instant::now();
+    let base = clock::now();
 
     // Memory per tracked series: the history's bytes over its series, for a full window.
     for (name, yaml, series) in [("quantile", quantile, 3_000), ("rate", rate, 800)] {
@@ -224,11 +224,11 @@ fn bench_scrape_100(c: &mut Criterion) {
         )
     };
     rt.block_on(async {
-        let started = Instant::now();
+        let started = clock::now();
         let _ = tidescale::source::MetricSource::read(&src).await;
         println!(
             "first scrape of 100 loopback endpoints (connections opened): {:?}",
-            started.elapsed()
+            clock::since(started)
         );
     });
     let mut g = c.benchmark_group("scrape_100_endpoints");

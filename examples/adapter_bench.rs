@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tidescale::clock;
 
 use axum::Router;
 use axum::routing::get;
@@ -119,12 +120,12 @@ async fn load(
         tick.tick().await;
         let (c, u) = (client.clone(), url.to_string());
         tasks.push(tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
+            let start = clock::now();
             let ok = match c.get(u).send().await {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,
             };
-            (start.elapsed(), ok)
+            (clock::since(start), ok)
         }));
     }
     let mut lat = Vec::with_capacity(tasks.len());

@@ -75,7 +75,7 @@ pub struct DemoArgs {
     pub trace: Option<PathBuf>,
     /// Length of the run (and of the comparison run).
     #[arg(long, default_value = "90s")]
-    pub duration: crate::config::DurationSpec,
+    pub duration: crate::metric::DurationSpec,
     /// Requests per second outside bursts.
     #[arg(long, default_value_t = crate::local::demo::BASE_RPS)]
     pub base_rps: f64,
@@ -201,4 +201,46 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
     }
     code
+}
+
+impl From<DemoArgs> for crate::local::demo::DemoConfig {
+    fn from(a: DemoArgs) -> Self {
+        Self {
+            profile: a.profile,
+            trace: a.trace,
+            duration: a.duration.0,
+            base_rps: a.base_rps,
+            peak_rps: a.peak_rps,
+            policy: a.policy,
+            strategy: a.lb,
+            redis: a.redis,
+            report: a.report,
+            compare: a.compare,
+            seed: a.seed,
+            slo: std::time::Duration::from_millis(a.slo_ms),
+            live: !a.quiet,
+            program: None,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM: how a terminal or a kubelet asks a long-running command to
+/// stop. Each server receives this future from `main`; none installs handlers of its own.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn first(stream: Option<Signal>) {
+        match stream {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            // A signal that cannot be watched never arrives; the other one still stops us.
+            None => std::future::pending::<()>().await,
+        }
+    }
+    let interrupt = first(signal(SignalKind::interrupt()).ok());
+    let terminate = first(signal(SignalKind::terminate()).ok());
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }

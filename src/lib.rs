@@ -11,12 +11,31 @@
 //!               store::SampleStore ──reads──► adapter/ (custom + external metrics APIs) ──► native HPA
 //! ```
 //!
-//! Start reading at [`engine`] (pure arithmetic), then [`source`] and [`target`], then `control`,
-//! which is the only module that holds all three and reads the clock.
+//! Start reading at [`engine`] (pure arithmetic), then [`source`] and [`target`], then
+//! [`control`], the only module that holds all three.
+//!
+//! The arrows point one way (`tests/architecture.rs` fails on any that does not):
+//!
+//! ```text
+//!   engine            pure: imports nothing else of the crate, never sees a clock
+//!     ▲
+//!   metric, clock     shared nouns (readings, quantities, durations) and the one clock
+//!     ▲
+//!   spec · store · source · target · adapter     source, target and adapter never see each other
+//!     ▲
+//!   control           PolicyLoop: sources → engine → target; reports through a Recorder
+//!     ▲
+//!   local             `tidescale demo`: pool, balancer, load, report
+//!     ▲
+//!   cli · telemetry · main      the wiring: flags → options, recorders, shutdown signals
+//! ```
+//!
+//! Time: the engine is handed `now`; everything else reads tokio's clock through [`clock`]
+//! (tests pause and advance it), and `clippy.toml` forbids every other clock read.
 
 pub mod adapter;
 pub mod cli;
-pub mod config;
+pub mod clock;
 pub mod control;
 pub mod engine;
 pub mod local;

@@ -33,13 +33,12 @@ fn main() -> ExitCode {
         match command {
             Command::Probe(args) => {
                 let mut out = std::io::stdout().lock();
-                tidescale::probe::run(&args, &mut out, tidescale_demo::cli::shutdown_signal())
-                    .await?;
+                tidescale::probe::run(&args, &mut out, cli::shutdown_signal()).await?;
                 Ok(())
             }
             Command::Adapter(args) => {
                 tidescale::telemetry::init_logging(tidescale::telemetry::LogFormat::Text, "info");
-                tidescale::adapter::run::run(&args, tidescale_demo::cli::shutdown_signal()).await?;
+                tidescale::adapter::run::run(&args, cli::shutdown_signal()).await?;
                 Ok(())
             }
             Command::Demo(args) => {

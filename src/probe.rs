@@ -13,11 +13,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::cli::ProbeArgs;
+use crate::clock::Clock;
 use crate::metric::{MetricId, Reading, ReadingValue, unix_seconds};
-use crate::source::{
-    Aggregate, BuildContext, MetricSource, SourceClock, SourceConfig, SourceError,
-};
-use crate::spec::{MetricSpec, SpecError, load_policy_yaml, yaml_value};
+use crate::source::{Aggregate, BuildContext, MetricSource, SourceConfig, SourceError};
+use crate::spec::{MetricSpec, ScalingPolicySpec, SpecError, load_policy_yaml, yaml_value};
 
 /// Default evaluation interval of a policy (spec/scaling-policy.md).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -82,7 +81,30 @@ pub struct ProbeLine {
 pub struct Probe {
     metrics: Vec<Probed>,
     interval: Duration,
-    clock: SourceClock,
+    clock: Clock,
+}
+
+/// The metrics to probe: all of the policy's, or the one `--metric` names.
+fn select<'a>(
+    spec: &'a ScalingPolicySpec,
+    want: Option<&str>,
+) -> Result<Vec<&'a MetricSpec>, ProbeError> {
+    let Some(want) = want else {
+        return Ok(spec.metrics.iter().collect());
+    };
+    let selected: Vec<&MetricSpec> = spec.metrics.iter().filter(|m| m.name == want).collect();
+    if selected.is_empty() {
+        return Err(ProbeError::UnknownMetric {
+            name: want.to_string(),
+            known: spec
+                .metrics
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(selected)
 }
 
 impl Probe {
@@ -108,25 +130,11 @@ impl Probe {
             Some(n) => format!("{namespace}/{n}"),
             None => args.policy.display().to_string(),
         };
-        let mut selected: Vec<&MetricSpec> = spec.metrics.iter().collect();
-        if let Some(want) = &args.metric {
-            selected.retain(|m| &m.name == want);
-            if selected.is_empty() {
-                return Err(ProbeError::UnknownMetric {
-                    name: want.clone(),
-                    known: spec
-                        .metrics
-                        .iter()
-                        .map(|m| m.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        }
+        let selected = select(&spec, args.metric.as_deref())?;
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| ProbeError::Client(e.to_string()))?;
-        let clock = SourceClock::start();
+        let clock = Clock::start();
         let needs_cluster = selected.iter().any(|m| m.resource.is_some());
         let kube = if needs_cluster {
             Some(kube::Client::try_default().await.map_err(|e| e.to_string()))

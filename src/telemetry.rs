@@ -119,8 +119,18 @@ impl Telemetry {
         }
     }
 
+    /// The metrics as OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl crate::control::Recorder for Telemetry {
     /// Counts one decision.
-    pub fn decision(&self, policy: &str, reason: &'static str, current: i32, desired: i32) {
+    fn decision(&self, policy: &str, reason: &'static str, current: i32, desired: i32) {
         self.decisions
             .get_or_create(&DecisionLabels {
                 policy: policy.into(),
@@ -135,7 +145,7 @@ impl Telemetry {
     }
 
     /// Counts a failed rescale.
-    pub fn scale_error(&self, policy: &str) {
+    fn scale_error(&self, policy: &str) {
         self.scale_errors
             .get_or_create(&PolicyLabels {
                 policy: policy.into(),
@@ -144,7 +154,7 @@ impl Telemetry {
     }
 
     /// Records one source read.
-    pub fn source_read(&self, policy: &str, metric: &str, seconds: f64, ok: bool) {
+    fn source_read(&self, policy: &str, metric: &str, seconds: f64, ok: bool) {
         let labels = MetricLabels {
             policy: policy.into(),
             metric: metric.into(),
@@ -154,19 +164,12 @@ impl Telemetry {
             self.source_errors.get_or_create(&labels).inc();
         }
     }
-
-    /// The metrics as OpenMetrics text.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::Recorder;
 
     #[test]
     fn decisions_and_reads_are_exported() {

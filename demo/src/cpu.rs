@@ -1,5 +1,6 @@
 //! Burns a given amount of CPU time on real work, for CPU-based scaling to measure.
 
+use crate::clock;
 use std::time::Duration;
 
 /// Spins on a hash computation until this thread has used about `budget` of CPU time.
@@ -40,9 +41,8 @@ fn thread_cpu_time() -> Option<Duration> {
 }
 
 /// Fallback where the scheduler's accounting is not readable: wall time.
-#[allow(clippy::disallowed_methods)] // the one place this crate measures wall time for work
 fn burn_wall(budget: Duration) -> (u64, Duration) {
-    let start = std::time::Instant::now();
+    let start = clock::Stopwatch::start();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut i = 0u64;
     while start.elapsed() < budget {

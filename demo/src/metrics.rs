@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::clock;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -14,7 +15,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::time::Instant;
 
 /// Latency buckets from 1 ms to 10 s: fine where services usually answer, coarse in the tail.
 pub const LATENCY_BUCKETS: [f64; 15] = [
@@ -212,7 +212,7 @@ impl Drop for InFlight {
 
 /// Middleware: counts every request by method, route template and status, and times it.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
+    let started = clock::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -228,7 +228,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .get_or_create(&RouteLabels {
             route: route.clone(),
         })
-        .observe(started.elapsed().as_secs_f64());
+        .observe(clock::since(started).as_secs_f64());
     metrics
         .requests
         .get_or_create(&RequestLabels {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -256,7 +256,7 @@ struct MemoryValues {
 
 impl MemoryStore {
     async fn put(&self, key: &str, object: &Map<String, Value>, ttl: Duration) {
-        let now = Instant::now();
+        let now = clock::now();
         let mut values = self.values.lock().await;
         values
             .map
@@ -270,7 +270,7 @@ impl MemoryStore {
     }
 
     async fn get(&self, key: &str) -> Option<Entry> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut values = self.values.lock().await;
         match values.map.get(key) {
             Some((object, expires)) if *expires > now => Some(Entry {
@@ -286,7 +286,7 @@ impl MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> bool {
-        let now = Instant::now();
+        let now = clock::now();
         let mut values = self.values.lock().await;
         matches!(values.map.remove(key), Some((_, expires)) if expires > now)
     }

@@ -94,11 +94,12 @@ impl WorkerPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
 
     #[tokio::test(start_paused = true)]
     async fn capacity_is_workers_over_duration_and_the_queue_is_bounded() {
         let pool = WorkerPool::new(2, 1, Gauge::default(), Gauge::default());
-        let start = tokio::time::Instant::now();
+        let start = clock::now();
         let a = tokio::spawn({
             let p = pool.clone();
             async move { p.work(Duration::from_millis(100)).await }
@@ -127,7 +128,7 @@ mod tests {
         b.await.unwrap().unwrap();
         c.await.unwrap().unwrap();
         // The queued one ran after the first two: 200 ms in all.
-        assert_eq!(start.elapsed().as_millis(), 200);
+        assert_eq!(clock::since(start).as_millis(), 200);
         assert_eq!((pool.busy(), pool.queued()), (0, 0));
     }
 }

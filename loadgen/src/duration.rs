@@ -41,6 +41,10 @@ impl From<Duration> for HumanDuration {
 impl FromStr for HumanDuration {
     type Err = DurationError;
 
+    /// A sum of `<number><unit>` terms (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`) or a bare number
+    /// of seconds, as in most load tools; never negative, below a billion seconds. The policy
+    /// files' durations follow the same grammar (`tests/fixtures/durations.tsv` is run against
+    /// both).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |why| DurationError {
             input: s.to_string(),
@@ -53,11 +57,7 @@ impl FromStr for HumanDuration {
         if text.starts_with('-') {
             return Err(err("negative"));
         }
-        // A bare number means seconds, as in most load tools.
-        if let Ok(secs) = text.parse::<f64>() {
-            return seconds(secs).ok_or_else(|| err("out of range"));
-        }
-        let mut total = 0.0_f64;
+        let mut total_ns: u128 = 0;
         let mut rest = text;
         while !rest.is_empty() {
             let num_len = rest
@@ -71,29 +71,38 @@ impl FromStr for HumanDuration {
                 .find(|c: char| c.is_ascii_digit() || c == '.')
                 .unwrap_or(tail.len());
             let (unit, tail) = tail.split_at(unit_len);
-            let scale = match unit {
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
+            let ns_per_unit = match unit {
+                // Seconds when the number stands alone; inside a compound it is a typo.
+                "" if rest.len() == text.len() => 1e9,
                 "" => return Err(err("missing unit")),
-                _ => return Err(err("unknown unit (use us, ms, s, m or h)")),
+                "ns" => 1.0,
+                "us" | "µs" => 1e3,
+                "ms" => 1e6,
+                "s" => 1e9,
+                "m" => 60e9,
+                "h" => 3600e9,
+                _ => return Err(err("unknown unit (use ns, us, ms, s, m or h)")),
             };
             let value: f64 = num.parse().map_err(|_| err("bad number"))?;
-            total += value * scale;
+            total_ns = total_ns.saturating_add((value * ns_per_unit).round() as u128);
             rest = tail;
         }
-        seconds(total)
-            .map(|d| Self(d.0))
-            .ok_or_else(|| err("out of range"))
+        nanos(total_ns).ok_or_else(|| err("out of range"))
     }
 }
 
+/// A billion seconds: the bound of every duration (about 31 years).
+const LIMIT_NS: u128 = 1_000_000_000_000_000_000;
+
+fn nanos(ns: u128) -> Option<HumanDuration> {
+    (ns < LIMIT_NS).then(|| HumanDuration(Duration::from_nanos(ns as u64)))
+}
+
 fn seconds(secs: f64) -> Option<HumanDuration> {
-    (0.0..1e9)
-        .contains(&secs)
-        .then(|| HumanDuration(Duration::from_secs_f64(secs)))
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    nanos((secs * 1e9).round() as u128)
 }
 
 impl fmt::Display for HumanDuration {
@@ -150,6 +159,22 @@ mod tests {
     fn rejects_bad_text() {
         for bad in ["", "-1s", "10x", "s", "1.2.3s", "ms5"] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_shared_vectors() {
+        let vectors = include_str!("../../tests/fixtures/durations.tsv");
+        for line in vectors
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (input, out) = line
+                .split_once('\t')
+                .expect("a tab between input and output");
+            let input = input.trim_matches('"');
+            let got = input.parse::<HumanDuration>().map(|d| d.0.as_nanos());
+            assert_eq!(got.ok(), out.parse::<u128>().ok(), "{input:?}");
         }
     }
 

@@ -33,6 +33,7 @@
 
 pub mod chart;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod mix;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use futures::FutureExt;
 use hyper::Uri;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
 use crate::client::{self, ConnectionPool, ConnectionReturn, Endpoint, Lease};
 use crate::config::{ConfigError, Load, RunConfig};
@@ -98,7 +98,7 @@ impl Runner {
         let config = &self.config;
         let timeout = config.timeout.0;
         let (events, rx) = mpsc::unbounded_channel();
-        let start = Instant::now();
+        let start = clock::now();
         let pool = ConnectionPool::new(config.connections);
         let shared = Arc::new(Shared {
             endpoint: Endpoint::from_base(&self.base),
@@ -133,13 +133,13 @@ impl Runner {
                 dispatch_max(config, &self.base, duration.0, &shared, shutdown.as_mut()).await
             }
         };
-        let dispatch_secs = start.elapsed().as_secs_f64();
+        let dispatch_secs = clock::since(start).as_secs_f64();
         // Every request carries its own timeout, so the drain is bounded.
-        let drain_deadline = Instant::now() + timeout + Duration::from_secs(1);
-        while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < drain_deadline {
+        let drain_deadline = clock::now() + timeout + Duration::from_secs(1);
+        while shared.in_flight.load(Ordering::Acquire) > 0 && clock::now() < drain_deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let total_secs = start.elapsed().as_secs_f64();
+        let total_secs = clock::since(start).as_secs_f64();
         // The collector ends once the last sender (held through `shared`) is gone.
         drop(shared);
         finish(collector, config, outcome, dispatch_secs, total_secs).await
@@ -234,7 +234,7 @@ async fn dispatch_open(
         let intended = shared.start + Duration::from_secs_f64(offset);
         loop {
             serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
-            if intended <= Instant::now() {
+            if intended <= clock::now() {
                 break;
             }
             tokio::select! {
@@ -264,8 +264,8 @@ async fn dispatch_open(
         serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
     }
     // The schedule is over: queued requests still get a connection, within one timeout.
-    let deadline = Instant::now() + shared.timeout;
-    while !waiting.is_empty() && Instant::now() < deadline {
+    let deadline = clock::now() + shared.timeout;
+    while !waiting.is_empty() && clock::now() < deadline {
         tokio::select! {
             () = pool.wait_for_return() => {}
             () = tokio::time::sleep(Duration::from_millis(10)) => {}
@@ -273,7 +273,7 @@ async fn dispatch_open(
         serve_waiting(&mut waiting, &mut pool, shared, &mut counts);
     }
     for (intended, _) in waiting.drain(..) {
-        let now = Instant::now();
+        let now = clock::now();
         let _ = shared.events.send(Event::Done {
             second: shared.second_of(now),
             latency_us: micros(now.saturating_duration_since(intended)),
@@ -302,14 +302,14 @@ fn serve_waiting(
         let Some((intended, request)) = waiting.pop_front() else {
             return;
         };
-        if Instant::now().saturating_duration_since(intended) > LATE_AFTER {
+        if clock::now().saturating_duration_since(intended) > LATE_AFTER {
             counts.late += 1;
         }
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
             let (outcome, conn) =
                 client::send(&shared.endpoint, conn, request, shared.timeout).await;
-            let done = Instant::now();
+            let done = clock::now();
             shared.returner.give_back(conn);
             let _ = shared.events.send(Event::Done {
                 second: shared.second_of(done),
@@ -409,7 +409,7 @@ async fn max_worker(
         }
     };
     let capped = loop {
-        let sent_at = Instant::now();
+        let sent_at = clock::now();
         if stop.load(Ordering::Relaxed) || sent_at >= deadline {
             break false;
         }
@@ -420,7 +420,7 @@ async fn max_worker(
         let (outcome, back) =
             client::send(&shared.endpoint, conn.take(), request, shared.timeout).await;
         conn = back;
-        let done = Instant::now();
+        let done = clock::now();
         let second = shared.second_of(done);
         if batch.len() >= WORKER_BATCH || second != batch_second {
             flush(&mut batch);
@@ -455,7 +455,7 @@ async fn collect(
         tokio::select! {
             biased;
             _ = tick.tick() => {
-                let elapsed = start.elapsed();
+                let elapsed = clock::since(start);
                 let closable = elapsed.saturating_sub(CLOSE_GRACE).as_secs();
                 let closed = recorder
                     .close_before(u32::try_from(closable).unwrap_or(u32::MAX))

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use futures::future::BoxFuture;
 use http::HeaderMap;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::path::segments;
 
@@ -333,19 +333,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn cached<V: Clone>(cache: &Cache<V>, key: &str) -> Option<V> {
     let c = cache.lock().unwrap_or_else(|p| p.into_inner());
     c.get(key)
-        .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+        .filter(|(at, _)| clock::since(*at) < CACHE_TTL)
         .map(|(_, v)| v.clone())
 }
 
 fn remember<V>(cache: &Cache<V>, key: String, v: V) {
     let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
     if c.len() >= CACHE_MAX {
-        c.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        c.retain(|_, (at, _)| clock::since(*at) < CACHE_TTL);
         if c.len() >= CACHE_MAX {
             c.clear();
         }
     }
-    c.insert(key, (Instant::now(), v));
+    c.insert(key, (clock::now(), v));
 }
 
 impl Authenticator {

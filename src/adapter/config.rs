@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::DurationSpec;
+use crate::metric::DurationSpec;
 use crate::source::{PrometheusConfig, ScrapeConfig, SourceConfig};
 
 /// Default interval between two reads of a source.
@@ -294,152 +294,202 @@ impl AdapterConfig {
         } else {
             doc
         };
-        let mut problems = Vec::new();
-        let raw: RawFile = entry("config", &doc, &mut problems)
-            .ok_or_else(|| ConfigError::Invalid(problems.clone()))?;
-        let mut out = AdapterConfig {
-            interval: DEFAULT_INTERVAL,
-            prometheus_url: raw.prometheus_url,
-            ..Default::default()
-        };
-        if let Some(iv) = raw.interval {
-            match serde_json::from_value::<DurationSpec>(iv) {
-                Ok(d) if d.get() >= Duration::from_millis(100) => out.interval = d.get(),
-                Ok(d) => problems.push(format!(
-                    "interval: {:?} is below the 100ms minimum",
-                    d.get()
-                )),
-                Err(e) => problems.push(format!("interval: {e}")),
-            }
-        }
-        let mut seen_ext = BTreeSet::new();
+        let mut g = Gather::default();
+        let raw: RawFile = entry("config", &doc, &mut g.problems)
+            .ok_or_else(|| ConfigError::Invalid(g.problems.clone()))?;
+        g.out.prometheus_url = raw.prometheus_url;
+        g.interval(raw.interval);
         for (i, v) in raw.external_metrics.iter().enumerate() {
-            let at = format!("externalMetrics[{i}]");
-            let Some(r) = entry::<RawExternal>(&at, v, &mut problems) else {
-                continue;
-            };
-            if !valid_metric_name(&r.name) {
-                problems.push(format!(
-                    "{at}.name: {:?} is not a usable metric name (no '/', '%', spaces, or '*')",
-                    r.name
-                ));
-            }
-            if !seen_ext.insert((r.name.clone(), r.labels.clone(), r.namespace.clone())) {
-                problems.push(format!(
-                    "{at}: metric {:?} with labels {:?} is declared twice",
-                    r.name, r.labels
-                ));
-            }
-            let src = source(&at, r.scrape, r.prometheus, &mut problems);
-            if let Some(source) = src {
-                out.external.push(ExternalMetric {
-                    name: r.name,
-                    labels: r.labels,
-                    namespace: r.namespace,
-                    source,
-                });
-            }
+            g.external(&format!("externalMetrics[{i}]"), v);
         }
-        let mut scopes: BTreeMap<String, (bool, String)> = BTreeMap::new();
-        let mut seen_custom = BTreeSet::new();
         for (i, v) in raw.custom_metrics.iter().enumerate() {
-            let at = format!("customMetrics[{i}]");
-            let Some(r) = entry::<RawCustom>(&at, v, &mut problems) else {
-                continue;
-            };
-            if !valid_metric_name(&r.name) {
-                problems.push(format!(
-                    "{at}.name: {:?} is not a usable metric name (no '/', '%', spaces, or '*')",
-                    r.name
-                ));
-            }
-            if !valid_resource(&r.resource) {
-                problems.push(format!("{at}.resource: {:?} is not a group-resource such as `pods` or `deployments.apps`", r.resource));
-            }
-            let namespaced = r
-                .namespaced
-                .unwrap_or_else(|| default_namespaced(&r.resource));
-            match scopes.get(&r.resource) {
-                Some((n, first)) if *n != namespaced => problems.push(format!(
-                    "{at}.namespaced: {} disagrees with {first} for resource {:?} (discovery needs one scope per resource)",
-                    namespaced, r.resource
-                )),
-                Some(_) => {}
-                None => {
-                    scopes.insert(r.resource.clone(), (namespaced, at.clone()));
-                }
-            }
-            if !namespaced && r.namespace.is_some() {
-                problems.push(format!(
-                    "{at}.namespace: {:?} is not namespaced",
-                    r.resource
-                ));
-            }
-            if r.resource == "namespaces" && r.object.is_none() {
-                problems.push(format!(
-                    "{at}.object: a namespaces metric needs `object` (the namespace it describes)"
-                ));
-            }
-            if r.resource != "pods" && r.object.is_none() && r.resource != "namespaces" {
-                problems.push(format!(
-                    "{at}.object: the described object's name is required for resource {:?}",
-                    r.resource
-                ));
-            }
-            let namespace = if namespaced {
-                Some(r.namespace.unwrap_or_else(|| "default".into()))
-            } else {
-                None
-            };
-            if !seen_custom.insert((
-                r.resource.clone(),
-                r.name.clone(),
-                namespace.clone(),
-                r.object.clone(),
-                r.metric_labels.clone(),
-            )) {
-                problems.push(format!(
-                    "{at}: metric {:?} of {} {:?} is declared twice with the same metricLabels",
-                    r.name,
-                    r.resource,
-                    r.object.as_deref().unwrap_or("(every pod)")
-                ));
-            }
-            let src = source(&at, r.scrape, r.prometheus, &mut problems);
-            if let Some(source) = src {
-                out.custom.push(CustomMetric {
-                    name: r.name,
-                    resource: r.resource,
-                    namespaced,
-                    namespace,
-                    object: r.object,
-                    object_labels: r.object_labels,
-                    metric_labels: r.metric_labels,
-                    source,
-                });
-            }
+            g.custom(&format!("customMetrics[{i}]"), v);
         }
         for (i, file) in raw.policies.iter().enumerate() {
-            let at = format!("policies[{i}]");
             let path = match base {
                 Some(dir) => dir.join(file),
                 None => std::path::PathBuf::from(file),
             };
-            for metric in policy_metrics(&at, &path, &mut problems) {
-                if !seen_ext.insert((
-                    metric.name.clone(),
-                    metric.labels.clone(),
-                    metric.namespace.clone(),
-                )) {
-                    problems.push(format!("{at}: metric {:?} is declared twice", metric.name));
-                }
-                out.external.push(metric);
+            g.policy(&format!("policies[{i}]"), &path);
+        }
+        if g.problems.is_empty() {
+            Ok(g.out)
+        } else {
+            Err(ConfigError::Invalid(g.problems))
+        }
+    }
+}
+
+/// An external metric's identity: two entries with the same one would be ambiguous.
+type ExternalKey = (String, BTreeMap<String, String>, Option<String>);
+/// A custom metric's identity: resource, name, namespace, object and metric labels.
+type CustomKey = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    BTreeMap<String, String>,
+);
+
+/// A parse in progress: the config so far, every problem found, and what must stay unique.
+struct Gather {
+    out: AdapterConfig,
+    problems: Vec<String>,
+    seen_external: BTreeSet<ExternalKey>,
+    seen_custom: BTreeSet<CustomKey>,
+    /// Each resource's scope and the entry that first set it (discovery has one per resource).
+    scopes: BTreeMap<String, (bool, String)>,
+}
+
+impl Default for Gather {
+    fn default() -> Self {
+        Self {
+            out: AdapterConfig {
+                interval: DEFAULT_INTERVAL,
+                ..Default::default()
+            },
+            problems: Vec::new(),
+            seen_external: BTreeSet::new(),
+            seen_custom: BTreeSet::new(),
+            scopes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Gather {
+    fn interval(&mut self, raw: Option<Value>) {
+        let Some(iv) = raw else { return };
+        match serde_json::from_value::<DurationSpec>(iv) {
+            Ok(d) if d.get() >= Duration::from_millis(100) => self.out.interval = d.get(),
+            Ok(d) => self.problems.push(format!(
+                "interval: {:?} is below the 100ms minimum",
+                d.get()
+            )),
+            Err(e) => self.problems.push(format!("interval: {e}")),
+        }
+    }
+
+    fn check_name(&mut self, at: &str, name: &str) {
+        if !valid_metric_name(name) {
+            self.problems.push(format!(
+                "{at}.name: {name:?} is not a usable metric name (no '/', '%', spaces, or '*')"
+            ));
+        }
+    }
+
+    fn external(&mut self, at: &str, v: &Value) {
+        let Some(r) = entry::<RawExternal>(at, v, &mut self.problems) else {
+            return;
+        };
+        self.check_name(at, &r.name);
+        let key = (r.name.clone(), r.labels.clone(), r.namespace.clone());
+        if !self.seen_external.insert(key) {
+            self.problems.push(format!(
+                "{at}: metric {:?} with labels {:?} is declared twice",
+                r.name, r.labels
+            ));
+        }
+        if let Some(source) = source(at, r.scrape, r.prometheus, &mut self.problems) {
+            self.out.external.push(ExternalMetric {
+                name: r.name,
+                labels: r.labels,
+                namespace: r.namespace,
+                source,
+            });
+        }
+    }
+
+    fn custom(&mut self, at: &str, v: &Value) {
+        let Some(r) = entry::<RawCustom>(at, v, &mut self.problems) else {
+            return;
+        };
+        self.check_name(at, &r.name);
+        let namespaced = self.scope(at, &r);
+        let namespace = namespaced.then(|| r.namespace.clone().unwrap_or_else(|| "default".into()));
+        let key = (
+            r.resource.clone(),
+            r.name.clone(),
+            namespace.clone(),
+            r.object.clone(),
+            r.metric_labels.clone(),
+        );
+        if !self.seen_custom.insert(key) {
+            self.problems.push(format!(
+                "{at}: metric {:?} of {} {:?} is declared twice with the same metricLabels",
+                r.name,
+                r.resource,
+                r.object.as_deref().unwrap_or("(every pod)")
+            ));
+        }
+        if let Some(source) = source(at, r.scrape, r.prometheus, &mut self.problems) {
+            self.out.custom.push(CustomMetric {
+                name: r.name,
+                resource: r.resource,
+                namespaced,
+                namespace,
+                object: r.object,
+                object_labels: r.object_labels,
+                metric_labels: r.metric_labels,
+                source,
+            });
+        }
+    }
+
+    /// Checks a custom entry's resource, scope and object; returns whether it is namespaced.
+    fn scope(&mut self, at: &str, r: &RawCustom) -> bool {
+        let problems = &mut self.problems;
+        if !valid_resource(&r.resource) {
+            problems.push(format!(
+                "{at}.resource: {:?} is not a group-resource such as `pods` or `deployments.apps`",
+                r.resource
+            ));
+        }
+        let namespaced = r
+            .namespaced
+            .unwrap_or_else(|| default_namespaced(&r.resource));
+        match self.scopes.get(&r.resource) {
+            Some((n, first)) if *n != namespaced => problems.push(format!(
+                "{at}.namespaced: {} disagrees with {first} for resource {:?} (discovery needs one scope per resource)",
+                namespaced, r.resource
+            )),
+            Some(_) => {}
+            None => {
+                self.scopes
+                    .insert(r.resource.clone(), (namespaced, at.to_string()));
             }
         }
-        if problems.is_empty() {
-            Ok(out)
-        } else {
-            Err(ConfigError::Invalid(problems))
+        if !namespaced && r.namespace.is_some() {
+            problems.push(format!(
+                "{at}.namespace: {:?} is not namespaced",
+                r.resource
+            ));
+        }
+        if r.resource == "namespaces" && r.object.is_none() {
+            problems.push(format!(
+                "{at}.object: a namespaces metric needs `object` (the namespace it describes)"
+            ));
+        }
+        if r.resource != "pods" && r.object.is_none() && r.resource != "namespaces" {
+            problems.push(format!(
+                "{at}.object: the described object's name is required for resource {:?}",
+                r.resource
+            ));
+        }
+        namespaced
+    }
+
+    fn policy(&mut self, at: &str, path: &std::path::Path) {
+        for metric in policy_metrics(at, path, &mut self.problems) {
+            let key = (
+                metric.name.clone(),
+                metric.labels.clone(),
+                metric.namespace.clone(),
+            );
+            if !self.seen_external.insert(key) {
+                self.problems
+                    .push(format!("{at}: metric {:?} is declared twice", metric.name));
+            }
+            self.out.external.push(metric);
         }
     }
 }

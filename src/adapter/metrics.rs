@@ -219,25 +219,7 @@ pub fn custom(
     metric_selector: &Selector,
     live_pods: Option<&BTreeSet<String>>,
 ) -> Result<Vec<u8>, Status> {
-    let gr = &req.resource;
-    let not_found = || {
-        Status::not_found(if req.is_wildcard() {
-            format!(
-                "the server could not find the metric {} for {gr}",
-                req.metric
-            )
-        } else if metric_selector.is_empty() {
-            format!(
-                "the server could not find the metric {} for {gr} {}",
-                req.metric, req.name
-            )
-        } else {
-            format!(
-                "the server could not find the metric {} for {gr} {} with selector {metric_selector}",
-                req.metric, req.name
-            )
-        })
-    };
+    let not_found = || custom_not_found(req, metric_selector);
     let entries = ix
         .custom
         .get(&(req.resource.clone(), req.metric.clone()))
@@ -245,71 +227,122 @@ pub fn custom(
     let mut found = Vec::new();
     for &i in entries {
         let m = &cfg.custom[i];
-        if m.namespace != req.namespace {
-            continue;
-        }
-        // R1.12: an absent metricLabelSelector is empty and matches every series.
-        if !metric_selector.matches(&m.metric_labels) {
-            continue;
-        }
-        let per_pod_live = m.object.is_none() && live_pods.is_some();
-        if req.is_wildcard() && !per_pod_live && !selector.matches(&m.object_labels) {
-            continue;
-        }
-        if let Some(obj) = &m.object
-            && !req.is_wildcard()
-            && obj != &req.name
-        {
+        if !entry_selected(m, req, selector, metric_selector, live_pods) {
             continue;
         }
         let r = reading_of(store, &ix.custom_ids[i]).map_err(Status::internal)?;
-        let window = window_seconds(&m.source);
-        let quantity = |v: f64| {
-            quantity_string(v).ok_or_else(|| {
-                Status::internal(format!(
-                    "metric {} has a value that is not a quantity: {v}",
-                    req.metric
-                ))
-            })
-        };
-        match (&m.object, r.pods()) {
-            (Some(obj), _) => found.push(Found {
-                object: obj.clone(),
-                value: quantity(r.total())?,
-                at: r.at,
-                window,
-                namespace: m.namespace.clone(),
-            }),
-            (None, Some(pods)) => {
-                for (pod, v) in pods {
-                    let selected = if req.is_wildcard() {
-                        live_pods.is_none_or(|live| live.contains(pod))
-                    } else {
-                        pod == &req.name
-                    };
-                    if selected {
-                        found.push(Found {
-                            object: pod.clone(),
-                            value: quantity(*v)?,
-                            at: r.at,
-                            window,
-                            namespace: m.namespace.clone(),
-                        });
-                    }
-                }
-            }
-            (None, None) => {
-                return Err(Status::internal(format!(
-                    "metric {} of {gr} has one value, not one per pod: give the entry an `object`",
-                    req.metric
-                )));
-            }
-        }
+        found_in(m, &r, req, live_pods, &mut found)?;
     }
     if found.is_empty() && !req.is_wildcard() {
         return Err(not_found());
     }
-    let (kind, api_version) = kind_of(gr);
+    write_custom(req, &found, metric_selector)
+}
+
+/// The 404 of a custom request, naming the object and the metric selector when there is one.
+fn custom_not_found(req: &CustomRequest, metric_selector: &Selector) -> Status {
+    let gr = &req.resource;
+    Status::not_found(if req.is_wildcard() {
+        format!(
+            "the server could not find the metric {} for {gr}",
+            req.metric
+        )
+    } else if metric_selector.is_empty() {
+        format!(
+            "the server could not find the metric {} for {gr} {}",
+            req.metric, req.name
+        )
+    } else {
+        format!(
+            "the server could not find the metric {} for {gr} {} with selector {metric_selector}",
+            req.metric, req.name
+        )
+    })
+}
+
+/// Whether config entry `m` can answer `req`: same namespace, matching metric labels, and
+/// (for named objects) the same object; a wildcard without live pods goes by `objectLabels`.
+fn entry_selected(
+    m: &CustomMetric,
+    req: &CustomRequest,
+    selector: &Selector,
+    metric_selector: &Selector,
+    live_pods: Option<&BTreeSet<String>>,
+) -> bool {
+    if m.namespace != req.namespace {
+        return false;
+    }
+    // R1.12: an absent metricLabelSelector is empty and matches every series.
+    if !metric_selector.matches(&m.metric_labels) {
+        return false;
+    }
+    let per_pod_live = m.object.is_none() && live_pods.is_some();
+    if req.is_wildcard() && !per_pod_live && !selector.matches(&m.object_labels) {
+        return false;
+    }
+    match &m.object {
+        Some(obj) => req.is_wildcard() || obj == &req.name,
+        None => true,
+    }
+}
+
+/// The values entry `m`'s reading `r` contributes: its object's one value, or the selected
+/// pods' values.
+fn found_in(
+    m: &CustomMetric,
+    r: &Reading,
+    req: &CustomRequest,
+    live_pods: Option<&BTreeSet<String>>,
+    found: &mut Vec<Found>,
+) -> Result<(), Status> {
+    let window = window_seconds(&m.source);
+    let quantity = |v: f64| {
+        quantity_string(v).ok_or_else(|| {
+            Status::internal(format!(
+                "metric {} has a value that is not a quantity: {v}",
+                req.metric
+            ))
+        })
+    };
+    let mut push = |object: &String, v: f64| -> Result<(), Status> {
+        found.push(Found {
+            object: object.clone(),
+            value: quantity(v)?,
+            at: r.at,
+            window,
+            namespace: m.namespace.clone(),
+        });
+        Ok(())
+    };
+    match (&m.object, r.pods()) {
+        (Some(obj), _) => push(obj, r.total()),
+        (None, Some(pods)) => {
+            for (pod, v) in pods {
+                let selected = if req.is_wildcard() {
+                    live_pods.is_none_or(|live| live.contains(pod))
+                } else {
+                    pod == &req.name
+                };
+                if selected {
+                    push(pod, *v)?;
+                }
+            }
+            Ok(())
+        }
+        (None, None) => Err(Status::internal(format!(
+            "metric {} of {} has one value, not one per pod: give the entry an `object`",
+            req.metric, req.resource
+        ))),
+    }
+}
+
+/// The `MetricValueList` of `found`, in the request's version.
+fn write_custom(
+    req: &CustomRequest,
+    found: &[Found],
+    metric_selector: &Selector,
+) -> Result<Vec<u8>, Status> {
+    let (kind, api_version) = kind_of(&req.resource);
     let echo = metric_selector.to_label_selector();
     let obj = |f: &Found| ObjectReference {
         kind: kind.clone(),

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use tokio::time::Instant;
 
 use super::selector::Selector;
 
@@ -81,14 +81,14 @@ impl KubePodLister {
     fn cached(&self, key: &Key) -> Option<Arc<BTreeSet<String>>> {
         let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         c.get(key)
-            .filter(|(at, _)| at.elapsed() < POD_CACHE_TTL)
+            .filter(|(at, _)| clock::since(*at) < POD_CACHE_TTL)
             .map(|(_, v)| v.clone())
     }
 
     fn remember(&self, key: Key, names: Arc<BTreeSet<String>>) {
         let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if c.len() >= self.max_entries && !c.contains_key(&key) {
-            c.retain(|_, (at, _)| at.elapsed() < POD_CACHE_TTL);
+            c.retain(|_, (at, _)| clock::since(*at) < POD_CACHE_TTL);
             if c.len() >= self.max_entries
                 && let Some(oldest) = c
                     .iter()
@@ -98,7 +98,7 @@ impl KubePodLister {
                 c.remove(&oldest);
             }
         }
-        c.insert(key, (Instant::now(), names));
+        c.insert(key, (clock::now(), names));
     }
 
     async fn fetch(

@@ -5,8 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::clock::Clock;
 use crate::metric::MetricId;
-use crate::source::{BuildContext, SourceClock, SourceConfig};
+use crate::source::{BuildContext, SourceConfig};
 use crate::store::{SampleStore, StoreError};
 
 use super::config::AdapterConfig;
@@ -52,7 +53,7 @@ impl Refresher {
         store: &SampleStore,
         http: reqwest::Client,
     ) -> Result<Self, RefreshError> {
-        let clock = SourceClock::start();
+        let clock = Clock::start();
         let mut problems = Vec::new();
         let mut sources = Vec::new();
         for (id, src) in plan(cfg) {

@@ -85,7 +85,7 @@ pub struct AdapterArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<crate::config::DurationSpec>()
+    s.parse::<crate::metric::DurationSpec>()
         .map(|d| d.get())
         .map_err(|e| e.to_string())
 }
@@ -144,6 +144,25 @@ pub struct Prepared {
     /// Where the trust roots came from and what they were, to follow rotations; `None`: never
     /// re-read (no authentication).
     pub trust: Option<(TrustSource, TrustRoots)>,
+    /// What the trust watcher saw on each re-read (tests wait on these instead of sleeping).
+    pub reloads: Arc<ReloadCounts>,
+}
+
+/// Counts of the trust roots' re-reads, by outcome.
+#[derive(Debug, Default)]
+pub struct ReloadCounts {
+    /// Re-reads that found the bundles unchanged.
+    pub unchanged: std::sync::atomic::AtomicU64,
+    /// Re-reads whose new bundles are now in use.
+    pub applied: std::sync::atomic::AtomicU64,
+    /// Re-reads that failed or found unusable bundles (the old ones stay in use).
+    pub rejected: std::sync::atomic::AtomicU64,
+}
+
+impl ReloadCounts {
+    fn count(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Builds the security settings from the flags; CA bundles not given as files are read from
@@ -158,6 +177,7 @@ pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
             ca_hints: vec![],
             pods: None,
             trust: None,
+            reloads: Arc::default(),
         });
     }
     let authn_client = kube_client(args.authentication_kubeconfig.as_ref()).await?;
@@ -197,6 +217,7 @@ pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
         ca_hints: ca_hints(&roots),
         pods: None,
         trust: Some((trust, roots)),
+        reloads: Arc::default(),
     })
 }
 
@@ -240,6 +261,7 @@ pub async fn watch_trust(
     state: Arc<AdapterState>,
     tls: Arc<ServerTls>,
     every: Duration,
+    reloads: Arc<ReloadCounts>,
     shutdown: impl Future<Output = ()>,
 ) {
     let Security::Checked { authn, .. } = &state.security else {
@@ -255,10 +277,14 @@ pub async fn watch_trust(
             _ = &mut shutdown => return,
         }
         let roots = match source.load().await {
-            Ok(r) if r == current => continue,
+            Ok(r) if r == current => {
+                ReloadCounts::count(&reloads.unchanged);
+                continue;
+            }
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot re-read the client CA bundles; keeping the ones in use");
+                ReloadCounts::count(&reloads.rejected);
                 continue;
             }
         };
@@ -276,9 +302,11 @@ pub async fn watch_trust(
                     "client CA bundles changed; now in use"
                 );
                 current = roots;
+                ReloadCounts::count(&reloads.applied);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "new client CA bundles are unusable; keeping the ones in use")
+                tracing::warn!(error = %e, "new client CA bundles are unusable; keeping the ones in use");
+                ReloadCounts::count(&reloads.rejected);
             }
         }
     }
@@ -309,6 +337,22 @@ pub async fn pod_lister(args: &AdapterArgs) -> Result<Option<Arc<dyn PodLister>>
     }
 }
 
+/// The serving certificate: the files given, or a self-signed one for local use.
+fn cert_source(args: &AdapterArgs) -> CertSource {
+    match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => {
+            tracing::warn!(
+                "no --tls-cert-file given: serving a self-signed certificate for localhost/127.0.0.1"
+            );
+            CertSource::SelfSigned
+        }
+    }
+}
+
 /// Runs the adapter on `listener` until `shutdown`.
 pub async fn run_on(
     args: &AdapterArgs,
@@ -321,21 +365,10 @@ pub async fn run_on(
         ca_hints,
         pods,
         trust,
+        reloads,
     } = prepared;
     let config = Arc::new(AdapterConfig::load(&args.config)?);
-    let cert = match (&args.tls_cert_file, &args.tls_private_key_file) {
-        (Some(cert), Some(key)) => CertSource::Files {
-            cert: cert.clone(),
-            key: key.clone(),
-        },
-        _ => {
-            tracing::warn!(
-                "no --tls-cert-file given: serving a self-signed certificate for localhost/127.0.0.1"
-            );
-            CertSource::SelfSigned
-        }
-    };
-    let tls = ServerTls::new(cert, &ca_hints)?;
+    let tls = ServerTls::new(cert_source(args), &ca_hints)?;
     let store = SampleStore::new(args.max_series);
     let ready = Arc::new(AtomicBool::new(false));
     let http = reqwest::Client::builder()
@@ -363,6 +396,7 @@ pub async fn run_on(
             state.clone(),
             tls.clone(),
             args.cert_reload_interval,
+            reloads,
             stopped(stop_rx.clone()),
         ))
     });

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
+use super::recorder::Recorder;
 use crate::engine::{
     self, Decision, Evaluator, MetricFailure, Observation, PodFacts, PodValues, Policy,
     ReadyCondition, Requests, Seconds, Time,
@@ -23,7 +24,6 @@ use crate::source::{
 use crate::spec::ScalingPolicySpec;
 use crate::store::{SampleStore, StoreWriter};
 use crate::target::{ScaleTarget, TargetStatus};
-use crate::telemetry::Telemetry;
 
 /// Why a loop could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,7 @@ pub struct PolicyLoop {
     pods_tx: watch::Sender<Vec<PodAddress>>,
     procs_tx: watch::Sender<Vec<LocalProcess>>,
     origin: Instant,
-    telemetry: Arc<Telemetry>,
+    recorder: Arc<dyn Recorder>,
     records: Option<tokio::sync::mpsc::UnboundedSender<(TickRecord, Decision)>>,
 }
 
@@ -159,7 +159,7 @@ impl PolicyLoop {
         target: Arc<dyn ScaleTarget>,
         ctx: BuildContext,
         store: Option<&SampleStore>,
-        telemetry: Arc<Telemetry>,
+        recorder: Arc<dyn Recorder>,
         options: LoopOptions,
     ) -> Result<Self, ControlError> {
         let (pods_tx, pods_rx) = watch::channel(Vec::new());
@@ -184,7 +184,7 @@ impl PolicyLoop {
                 source,
             });
         }
-        let mut this = Self::from_sources(policy, sources, target, store, telemetry, options)?;
+        let mut this = Self::from_sources(policy, sources, target, store, recorder, options)?;
         this.pods_tx = pods_tx;
         this.procs_tx = procs_tx;
         Ok(this)
@@ -196,7 +196,7 @@ impl PolicyLoop {
         sources: Vec<LoopSource>,
         target: Arc<dyn ScaleTarget>,
         store: Option<&SampleStore>,
-        telemetry: Arc<Telemetry>,
+        recorder: Arc<dyn Recorder>,
         options: LoopOptions,
     ) -> Result<Self, ControlError> {
         let mut metrics = Vec::with_capacity(sources.len());
@@ -226,8 +226,8 @@ impl PolicyLoop {
             target,
             pods_tx: watch::channel(Vec::new()).0,
             procs_tx: watch::channel(Vec::new()).0,
-            origin: Instant::now(),
-            telemetry,
+            origin: clock::now(),
+            recorder,
             records: None,
         })
     }
@@ -243,7 +243,7 @@ impl PolicyLoop {
 
     /// The engine's notion of now: milliseconds since the loop started, on tokio's clock.
     fn now(&self) -> Time {
-        Time::from_millis(Instant::now().duration_since(self.origin).as_millis() as i64)
+        Time::from_millis(clock::now().duration_since(self.origin).as_millis() as i64)
     }
 
     /// Runs ticks at the interval until `shutdown` resolves.
@@ -278,7 +278,7 @@ impl PolicyLoop {
 
     /// One evaluation: observe, decide, act, record.
     pub async fn tick(&mut self) -> TickRecord {
-        let started = Instant::now();
+        let started = clock::now();
         let t = started.duration_since(self.origin).as_secs_f64();
         let status = match self.target.status().await {
             Ok(s) => s,
@@ -332,12 +332,12 @@ impl PolicyLoop {
                     record.applied = true;
                 }
                 Err(e) => {
-                    self.telemetry.scale_error(&self.options.name);
+                    self.recorder.scale_error(&self.options.name);
                     record.error = Some(e.to_string());
                 }
             }
         }
-        self.telemetry.decision(
+        self.recorder.decision(
             &self.options.name,
             record.reason,
             record.current,
@@ -392,18 +392,18 @@ impl PolicyLoop {
 
     async fn read_all(&mut self) -> Vec<Result<Reading, String>> {
         let reads = self.metrics.iter().map(|m| async move {
-            let t0 = Instant::now();
+            let t0 = clock::now();
             let result = m.source.read().await.map_err(|e| e.to_string());
-            (result, t0.elapsed())
+            (result, clock::since(t0))
         });
         let results = futures::future::join_all(reads).await;
-        let now = Instant::now();
+        let now = clock::now();
         let resolution = self.options.resolution;
         // Publications are half a resolution out of phase with the loop's start.
         let first_publication = self.origin + resolution / 2;
         let mut out = Vec::with_capacity(results.len());
         for (m, (result, took)) in self.metrics.iter_mut().zip(results) {
-            self.telemetry.source_read(
+            self.recorder.source_read(
                 &self.options.name,
                 &m.name,
                 took.as_secs_f64(),

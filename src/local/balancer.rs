@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -29,21 +30,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// Largest request body the balancer buffers (bodies are buffered so a retry can resend them).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// How long a backend that refused a connection is skipped.
 pub const EJECTION: Duration = Duration::from_secs(1);
 
-/// One backend: a stable id (for metrics and hashing) and where it listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backend {
-    /// Stable identity, e.g. the pool member's name.
-    pub id: String,
-    /// Its address on loopback.
-    pub addr: SocketAddr,
-}
+/// One backend: the balancer routes to the endpoints the pool publishes.
+pub use crate::target::Endpoint as Backend;
 
 /// How the balancer picks a backend.
 #[derive(
@@ -241,7 +235,7 @@ impl Balancer {
 
     fn pick_slot(&self, client: IpAddr, exclude: Option<&str>) -> Result<Arc<Slot>, NoBackend> {
         let all = self.slots_of(&self.backends.borrow());
-        let now = Instant::now();
+        let now = clock::now();
         let usable = all
             .iter()
             .filter(|s| Some(s.backend.id.as_str()) != exclude);
@@ -398,6 +392,30 @@ fn error_response(status: StatusCode, error: &str, detail: &str) -> Response {
         .into_response()
 }
 
+/// What is sent to a backend: the client's method, path and headers, less hop-by-hop headers
+/// and `Host`, with the client added to `X-Forwarded-For`.
+fn forwarded_request(parts: http::request::Parts, peer: SocketAddr) -> RequestParts {
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.remove(header::HOST);
+    RequestParts {
+        method: parts.method,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        headers,
+    }
+}
+
 async fn proxy(
     State(balancer): State<Arc<Balancer>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -414,25 +432,7 @@ async fn proxy(
             );
         }
     };
-    let mut headers = parts.headers;
-    strip_hop_by_hop(&mut headers);
-    let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
-    }
-    headers.remove(header::HOST);
-    let request = RequestParts {
-        method: parts.method,
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        headers,
-    };
+    let request = forwarded_request(parts, peer);
     let first = match balancer.pick_slot(peer.ip(), None) {
         Ok(b) => b,
         Err(NoBackend) => {
@@ -456,7 +456,7 @@ async fn proxy(
         Err(Failure::Refused(e)) => e,
     };
     first.count("refused");
-    first.eject(Instant::now());
+    first.eject(clock::now());
     if !is_idempotent(&request.method) {
         return error_response(
             StatusCode::BAD_GATEWAY,
@@ -479,7 +479,7 @@ async fn proxy(
         }
         Err(Failure::Refused(e)) => {
             second.count("refused");
-            second.eject(Instant::now());
+            second.eject(clock::now());
             error_response(
                 StatusCode::BAD_GATEWAY,
                 "backends refused the connection",

@@ -10,22 +10,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidescale_loadgen::{
-    HumanDuration, Load, Mix, MixEntry, RequestKind, RunConfig, Runner, Schedule, Segment,
+    HumanDuration, LiveStats, Load, Mix, MixEntry, RequestKind, RunConfig, Runner, Schedule,
+    Segment,
 };
-use tokio::time::Instant;
 
 use super::balancer::{self, Balancer, Strategy};
 use super::live::LiveView;
 use super::redis::PrivateRedis;
 use super::report::{self, RunResult, Sample, SummaryError};
-use crate::config::DurationSpec;
-use crate::control::{LoopOptions, PolicyLoop};
-use crate::engine::{Policy, Replicas, Requests};
+use crate::clock;
+use crate::control::{CountingRecorder, LoopOptions, PolicyLoop, TickRecord};
+use crate::engine::{Decision, Policy, Replicas, Requests};
+use crate::metric::DurationSpec;
 use crate::source::BuildContext;
 use crate::spec::{BehaviorSpec, ScalingPolicySpec, ScalingRulesSpec, SpecError, load_policy_yaml};
 use crate::store::SampleStore;
 use crate::target::{PoolConfig, ProcessPool, ScaleTarget};
-use crate::telemetry::Telemetry;
 
 /// The embedded default policy.
 pub const DEFAULT_POLICY: &str = include_str!("default-policy.yaml");
@@ -295,6 +295,10 @@ pub fn loop_options(spec: &ScalingPolicySpec, cadence: Cadence) -> LoopOptions {
 }
 
 /// One run of the whole loop; returns what happened.
+///
+/// The stages: start the pool and wait for its first replicas, put the balancer in front,
+/// build the policy loop, then play the traffic while a sampler watches the pool; finally stop
+/// everything in reverse order and collect the report's material.
 pub async fn run_once(
     config: &DemoConfig,
     label: &str,
@@ -303,6 +307,66 @@ pub async fn run_once(
     cadence: Cadence,
     redis: Option<&str>,
 ) -> Result<RunResult, DemoError> {
+    let pool = start_pool(config, spec, redis).await?;
+    let front = Front::start(config.strategy, &pool).await?;
+    let (rec_tx, rec_rx) = tokio::sync::mpsc::unbounded_channel();
+    let policy_loop = build_loop(spec, policy, cadence, &pool)?.with_records(rec_tx);
+
+    let schedule = schedule(config)?;
+    let mut run = RunConfig::new(front.url.clone(), Load::Schedule(schedule.clone()));
+    run.mix = mix();
+    run.concurrency = 4000;
+    run.timeout = HumanDuration(Duration::from_secs(10));
+    run.seed = config.seed;
+    let runner = Runner::new(run).map_err(|e| DemoError::Traffic(e.to_string()))?;
+
+    let origin = clock::now();
+    let (loop_stop, loop_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let loop_task = tokio::spawn(policy_loop.run(async {
+        let _ = loop_stop_rx.await;
+    }));
+    let view = config.live.then(|| LiveView::new(label));
+    let sampler = Sampler::start(pool.clone(), origin, rec_rx, runner.live(), view);
+
+    let load = runner.run(std::future::pending::<()>()).await;
+
+    let _ = loop_stop.send(());
+    let _ = loop_task.await;
+    let (samples, records) = sampler.stop().await?;
+    let events = pool
+        .take_events()
+        .into_iter()
+        .map(|e| report::PoolEventRecord {
+            t: e.at.saturating_duration_since(origin).as_secs_f64(),
+            member: e.member,
+            kind: format!("{:?}", e.kind),
+        })
+        .collect();
+    front.stop().await;
+    match Arc::try_unwrap(pool) {
+        Ok(pool) => pool.shutdown().await,
+        Err(pool) => {
+            let _ = pool.scale_to(Replicas(0)).await;
+        }
+    }
+    Ok(RunResult {
+        label: label.to_string(),
+        schedule,
+        slo_ms: config.slo.as_secs_f64() * 1000.0,
+        records,
+        samples,
+        events,
+        load,
+    })
+}
+
+/// Starts the pool of `serve-demo` replicas at the policy's minimum and waits (20 s at most)
+/// until they are ready.
+async fn start_pool(
+    config: &DemoConfig,
+    spec: &ScalingPolicySpec,
+    redis: Option<&str>,
+) -> Result<Arc<ProcessPool>, DemoError> {
     let program = match &config.program {
         Some(p) => p.clone(),
         None => {
@@ -332,91 +396,97 @@ pub async fn run_once(
     pool.scale_to(initial)
         .await
         .map_err(|e| local("starting the pool")(e.to_string()))?;
-    let backends = pool.backends();
-    let mut ready = false;
-    for _ in 0..400 {
-        if backends.borrow().len() >= initial.get() as usize {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if !ready {
-        return Err(local("starting the pool")(
+    let mut endpoints = pool.endpoints();
+    let enough = endpoints.wait_for(|e| e.len() >= initial.get() as usize);
+    match tokio::time::timeout(Duration::from_secs(20), enough).await {
+        Ok(Ok(_)) => Ok(pool),
+        _ => Err(local("starting the pool")(
             "no replica became ready within 20 s".into(),
-        ));
+        )),
+    }
+}
+
+/// The balancer in front of the pool, serving on a loopback port until stopped.
+struct Front {
+    url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Front {
+    async fn start(strategy: Strategy, pool: &ProcessPool) -> Result<Self, DemoError> {
+        let lb = Balancer::new(strategy, pool.endpoints());
+        let bind = |e: std::io::Error| local("binding the balancer")(e.to_string());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(bind)?;
+        let url = format!("http://{}", listener.local_addr().map_err(bind)?);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(balancer::serve(listener, lb, async {
+            let _ = stop_rx.await;
+        }));
+        Ok(Self { url, stop, task })
     }
 
-    let lb = Balancer::new(config.strategy, pool.backends());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| local("binding the balancer")(e.to_string()))?;
-    let lb_url = format!(
-        "http://{}",
-        listener
-            .local_addr()
-            .map_err(|e| local("binding the balancer")(e.to_string()))?
-    );
-    let (lb_stop, lb_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let lb_task = tokio::spawn(balancer::serve(listener, lb, async {
-        let _ = lb_stop_rx.await;
-    }));
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
 
+/// The policy loop over the pool, with the demo's cadence and a store like the adapter's.
+fn build_loop(
+    spec: &ScalingPolicySpec,
+    policy: Policy,
+    cadence: Cadence,
+    pool: &Arc<ProcessPool>,
+) -> Result<PolicyLoop, DemoError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| local("building the HTTP client")(e.to_string()))?;
     let ctx = BuildContext::new(crate::metric::MetricId::new("demo", ""), http);
-    let options = loop_options(spec, cadence);
     // A local replica may use one core: Utilization targets read against that.
     let options = LoopOptions {
         default_requests: Requests {
             cpu: Some(1000),
             memory: None,
         },
-        ..options
+        ..loop_options(spec, cadence)
     };
     let target: Arc<dyn ScaleTarget> = pool.clone();
-    let (rec_tx, mut rec_rx) = tokio::sync::mpsc::unbounded_channel();
     // The store keeps the latest reading of every metric, as the adapter would serve it.
     let store = SampleStore::new(64);
-    let policy_loop = PolicyLoop::new(
-        spec,
-        policy,
-        target,
-        ctx,
-        Some(&store),
-        Arc::new(Telemetry::new()),
-        options,
-    )
-    .map_err(|e| local("building the policy loop")(e.to_string()))?
-    .with_records(rec_tx);
+    // Nobody scrapes the demo's loop: its decisions go to the report instead.
+    let recorder = Arc::new(CountingRecorder::default());
+    PolicyLoop::new(spec, policy, target, ctx, Some(&store), recorder, options)
+        .map_err(|e| local("building the policy loop")(e.to_string()))
+}
 
-    let schedule = schedule(config)?;
-    let mut run = RunConfig::new(lb_url.clone(), Load::Schedule(schedule.clone()));
-    run.mix = mix();
-    run.concurrency = 4000;
-    run.timeout = HumanDuration(Duration::from_secs(10));
-    run.seed = config.seed;
-    let runner = Runner::new(run).map_err(|e| DemoError::Traffic(e.to_string()))?;
-    let live_stats = runner.live();
+type Records = tokio::sync::mpsc::UnboundedReceiver<(TickRecord, Decision)>;
 
-    let origin = Instant::now();
-    let (loop_stop, loop_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let loop_task = tokio::spawn(policy_loop.run(async {
-        let _ = loop_stop_rx.await;
-    }));
-    let (sample_stop, mut sample_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sampler = {
-        let pool = pool.clone();
-        let mut view = config.live.then(|| LiveView::new(label));
-        tokio::spawn(async move {
+/// Samples the pool once a second, collects the loop's records and draws the live view.
+struct Sampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<(Vec<Sample>, Vec<TickRecord>)>,
+}
+
+impl Sampler {
+    fn start(
+        pool: Arc<ProcessPool>,
+        origin: clock::Instant,
+        mut rec_rx: Records,
+        live_stats: tokio::sync::watch::Receiver<LiveStats>,
+        mut view: Option<LiveView>,
+    ) -> Self {
+        let (stop, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut records = Vec::new();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = &mut sample_stop_rx => break,
+                    _ = &mut stop_rx => break,
                     _ = tick.tick() => {}
                 }
                 while let Ok((record, _decision)) = rec_rx.try_recv() {
@@ -424,7 +494,7 @@ pub async fn run_once(
                 }
                 if let Ok(status) = pool.status().await {
                     let sample = Sample {
-                        t: origin.elapsed().as_secs_f64(),
+                        t: clock::since(origin).as_secs_f64(),
                         desired: status.desired.get(),
                         running: status.running.get(),
                         ready: status.ready.get(),
@@ -442,43 +512,16 @@ pub async fn run_once(
                 view.finish();
             }
             (samples, records)
-        })
-    };
-
-    let load = runner.run(std::future::pending::<()>()).await;
-
-    let _ = loop_stop.send(());
-    let _ = loop_task.await;
-    let _ = sample_stop.send(());
-    let (samples, records) = sampler
-        .await
-        .map_err(|e| local("sampling the pool")(e.to_string()))?;
-    let events = pool
-        .take_events()
-        .into_iter()
-        .map(|e| report::PoolEventRecord {
-            t: e.at.saturating_duration_since(origin).as_secs_f64(),
-            member: e.member,
-            kind: format!("{:?}", e.kind),
-        })
-        .collect();
-    let _ = lb_stop.send(());
-    let _ = lb_task.await;
-    match Arc::try_unwrap(pool) {
-        Ok(pool) => pool.shutdown().await,
-        Err(pool) => {
-            let _ = pool.scale_to(Replicas(0)).await;
-        }
+        });
+        Self { stop, task }
     }
-    Ok(RunResult {
-        label: label.to_string(),
-        schedule,
-        slo_ms: config.slo.as_secs_f64() * 1000.0,
-        records,
-        samples,
-        events,
-        load,
-    })
+
+    async fn stop(self) -> Result<(Vec<Sample>, Vec<TickRecord>), DemoError> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .map_err(|e| local("sampling the pool")(e.to_string()))
+    }
 }
 
 /// Runs the demo (and its comparison), writes the report, and returns the summary text.
@@ -528,25 +571,4 @@ pub async fn run(config: DemoConfig) -> Result<String, DemoError> {
     }
     drop(redis);
     Ok(report::write(&config.report, &runs)?)
-}
-
-impl From<crate::cli::DemoArgs> for DemoConfig {
-    fn from(a: crate::cli::DemoArgs) -> Self {
-        Self {
-            profile: a.profile,
-            trace: a.trace,
-            duration: a.duration.0,
-            base_rps: a.base_rps,
-            peak_rps: a.peak_rps,
-            policy: a.policy,
-            strategy: a.lb,
-            redis: a.redis,
-            report: a.report,
-            compare: a.compare,
-            seed: a.seed,
-            slo: Duration::from_millis(a.slo_ms),
-            live: !a.quiet,
-            program: None,
-        }
-    }
 }

@@ -1,4 +1,5 @@
-//! Configuration vocabulary shared by policy files, the adapter config and CLI flags.
+//! Durations as Kubernetes users write them (`250ms`, `5s`, `1m30s`): shared vocabulary of policy
+//! files, source settings, the adapter config and command-line flags.
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,6 +40,10 @@ impl From<Duration> for DurationSpec {
 impl FromStr for DurationSpec {
     type Err = DurationError;
 
+    /// The grammar, shared with the load generator's durations (one table of vectors,
+    /// `tests/fixtures/durations.tsv`, runs against both): a sum of `<number><unit>` terms with
+    /// units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, or a bare number of seconds; never negative,
+    /// below a billion seconds.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |why| DurationError {
             input: s.to_string(),
@@ -48,15 +53,12 @@ impl FromStr for DurationSpec {
         if text.is_empty() {
             return Err(err("empty"));
         }
-        if text == "0" {
-            return Ok(Self(Duration::ZERO));
-        }
         let mut total_ns: u128 = 0;
         let mut rest = text;
         while !rest.is_empty() {
             let num_len = rest
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| err("missing unit"))?;
+                .unwrap_or(rest.len());
             if num_len == 0 {
                 return Err(err("expected a number"));
             }
@@ -65,26 +67,32 @@ impl FromStr for DurationSpec {
                 .find(|c: char| c.is_ascii_digit() || c == '.')
                 .unwrap_or(tail.len());
             let (unit, tail) = tail.split_at(unit_len);
-            let scale: u128 = match unit {
-                "ns" => 1,
-                "us" | "µs" => 1_000,
-                "ms" => 1_000_000,
-                "s" => 1_000_000_000,
-                "m" => 60_000_000_000,
-                "h" => 3_600_000_000_000,
+            let scale = match unit {
+                // A bare number is seconds, but only on its own: `1m30` is a typo, not 90 s.
+                "" if rest.len() == text.len() => 1e9,
+                "" => return Err(err("missing unit")),
+                "ns" => 1.0,
+                "us" | "µs" => 1e3,
+                "ms" => 1e6,
+                "s" => 1e9,
+                "m" => 60e9,
+                "h" => 3600e9,
                 _ => return Err(err("unknown unit (use ns, us, ms, s, m or h)")),
             };
             let value: f64 = num.parse().map_err(|_| err("bad number"))?;
-            if !value.is_finite() {
-                return Err(err("bad number"));
-            }
-            total_ns = total_ns.saturating_add((value * scale as f64).round() as u128);
+            total_ns = total_ns.saturating_add((value * scale).round() as u128);
             rest = tail;
         }
-        let secs = u64::try_from(total_ns / 1_000_000_000).map_err(|_| err("too large"))?;
-        Ok(Self(Duration::new(secs, (total_ns % 1_000_000_000) as u32)))
+        if total_ns >= MAX_NANOS {
+            return Err(err("too large (the limit is a billion seconds)"));
+        }
+        let ns = total_ns as u64;
+        Ok(Self(Duration::from_nanos(ns)))
     }
 }
+
+/// Durations stop short of a billion seconds (about 31 years): far beyond any setting.
+const MAX_NANOS: u128 = 1_000_000_000_000_000_000;
 
 impl fmt::Display for DurationSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,8 +146,8 @@ impl JsonSchema for DurationSpec {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^0$",
-            "description": "A duration such as 250ms, 5s or 1m30s."
+            "pattern": "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^[0-9]+(\\.[0-9]+)?$",
+            "description": "A duration such as 250ms, 5s or 1m30s; a bare number is seconds."
         })
     }
 }
@@ -164,10 +172,31 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_the_input_named() {
-        for bad in ["", "5", "s", "5x", "-1s", "1..2s"] {
+        for bad in ["", "s", "5x", "-1s", "1..2s", "1m30"] {
             let e = bad.parse::<DurationSpec>().unwrap_err();
             assert_eq!(e.input, bad);
         }
+    }
+
+    #[test]
+    fn agrees_with_the_shared_vectors() {
+        for (input, expected) in vectors() {
+            let got = input.parse::<DurationSpec>().map(|d| d.0.as_nanos());
+            assert_eq!(got.ok(), expected, "{input:?}");
+        }
+    }
+
+    /// `input<TAB>nanoseconds` or `input<TAB>error`, one per line (`#` comments).
+    fn vectors() -> Vec<(String, Option<u128>)> {
+        include_str!("../../tests/fixtures/durations.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let (input, out) = l.split_once('\t').expect("a tab between input and output");
+                let input = input.trim_matches('"').to_string();
+                (input, out.parse().ok())
+            })
+            .collect()
     }
 
     #[test]

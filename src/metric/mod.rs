@@ -4,8 +4,10 @@
 //! quantile, a query result) or one value per pod, stamped with when it was taken. It is what
 //! sources produce, what the [`crate::store::SampleStore`] keeps and what the engine consumes.
 
+pub mod duration;
 pub mod quantity;
 
+pub use duration::{DurationError, DurationSpec};
 pub use quantity::Quantity;
 
 use std::collections::BTreeMap;

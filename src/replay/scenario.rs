@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::engine::{
     MetricFailure, Observation, PodFacts, PodPhase, PodValues, Policy, Reading, ReadyCondition,
@@ -168,33 +168,10 @@ pub fn parse_scenario(text: &str) -> Result<Scenario, ScenarioError> {
             }
         },
     };
-    let replicas = match map.get("replicas") {
-        None => {
-            problems.push(Problem::new("(scenario)", "missing field `replicas`"));
-            None
-        }
-        Some(v) => match v.as_i64() {
-            Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Some(Replicas(n as i32)),
-            _ => {
-                problems.push(Problem::new(
-                    "replicas",
-                    format!("expected a count ≥ 0, got {v}"),
-                ));
-                None
-            }
-        },
-    };
+    let replicas = parse_replicas(map, &mut problems);
     // Metric names straight from the document, so ticks are checked even when the policy is not.
-    let policy_doc = map.get("policy");
-    let spec_doc = policy_doc.and_then(|p| p.get("spec")).or(policy_doc);
-    let named_metrics = spec_doc
-        .and_then(|s| s.get("metrics"))
-        .and_then(Value::as_array);
-    let known: BTreeSet<&str> = named_metrics
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m.get("name").and_then(Value::as_str))
-        .collect();
+    let named_metrics = metric_names(map);
+    let known: BTreeSet<&str> = named_metrics.iter().flatten().copied().collect();
     let ticks = match map.get("ticks") {
         None => {
             problems.push(Problem::new("(scenario)", "missing field `ticks`"));
@@ -204,11 +181,8 @@ pub fn parse_scenario(text: &str) -> Result<Scenario, ScenarioError> {
             if items.is_empty() {
                 problems.push(Problem::new("ticks", "at least one tick is required"));
             }
-            parse_ticks(
-                items,
-                named_metrics.is_some().then_some(&known),
-                &mut problems,
-            )
+            let known = named_metrics.is_some().then_some(&known);
+            parse_ticks(items, known, &mut problems)
         }
         Some(other) => {
             problems.push(Problem::new(
@@ -227,6 +201,39 @@ pub fn parse_scenario(text: &str) -> Result<Scenario, ScenarioError> {
         }),
         _ => fail(problems),
     }
+}
+
+/// The scenario's starting count.
+fn parse_replicas(map: &Map<String, Value>, problems: &mut Vec<Problem>) -> Option<Replicas> {
+    let Some(v) = map.get("replicas") else {
+        problems.push(Problem::new("(scenario)", "missing field `replicas`"));
+        return None;
+    };
+    match v.as_i64() {
+        Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Some(Replicas(n as i32)),
+        _ => {
+            problems.push(Problem::new(
+                "replicas",
+                format!("expected a count ≥ 0, got {v}"),
+            ));
+            None
+        }
+    }
+}
+
+/// The names of the policy's metrics as written (`None` when the document has no list).
+fn metric_names(map: &Map<String, Value>) -> Option<Vec<&str>> {
+    let policy_doc = map.get("policy");
+    let spec_doc = policy_doc.and_then(|p| p.get("spec")).or(policy_doc);
+    let metrics = spec_doc
+        .and_then(|s| s.get("metrics"))
+        .and_then(Value::as_array)?;
+    Some(
+        metrics
+            .iter()
+            .filter_map(|m| m.get("name").and_then(Value::as_str))
+            .collect(),
+    )
 }
 
 fn parse_ticks(
@@ -270,51 +277,65 @@ fn parse_ticks(
                 format!("must be ≥ 0, got {r}"),
             ));
         }
-        if let Some(pods) = &tick.pods {
-            let mut names = BTreeSet::new();
-            for (j, p) in pods.iter().enumerate() {
-                if !names.insert(p.name.as_str()) {
-                    problems.push(Problem::new(
-                        format!("{path}.pods[{j}].name"),
-                        format!("duplicate pod name {:?}", p.name),
-                    ));
-                }
-                for (res, q) in p.requests.iter().flatten() {
-                    if res != "cpu" && res != "memory" {
-                        problems.push(Problem::new(
-                            format!("{path}.pods[{j}].requests.{res}"),
-                            "unknown resource (expected cpu or memory)",
-                        ));
-                    } else if q.is_negative() {
-                        problems.push(Problem::new(
-                            format!("{path}.pods[{j}].requests.{res}"),
-                            format!("must not be negative, got {q}"),
-                        ));
-                    }
-                }
-            }
-        }
-        for (name, m) in &tick.metrics {
-            let mpath = format!("{path}.metrics.{name}");
-            if let Some(known) = known
-                && !known.contains(name.as_str())
-            {
-                problems.push(Problem::new(
-                    mpath.clone(),
-                    "no metric of this name in the policy",
-                ));
-            }
-            let given = [m.pods.is_some(), m.value.is_some(), m.error.is_some()];
-            if given.iter().filter(|g| **g).count() != 1 {
-                problems.push(Problem::new(
-                    mpath,
-                    "give exactly one of pods (per-pod readings), value, error",
-                ));
-            }
-        }
+        check_pods(&tick, &path, problems);
+        check_metrics(&tick, &path, known, problems);
         ticks.push(tick);
     }
     ticks
+}
+
+/// A tick's pods: unique names, and requests of cpu or memory that are not negative.
+fn check_pods(tick: &Tick, path: &str, problems: &mut Vec<Problem>) {
+    let Some(pods) = &tick.pods else { return };
+    let mut names = BTreeSet::new();
+    for (j, p) in pods.iter().enumerate() {
+        if !names.insert(p.name.as_str()) {
+            problems.push(Problem::new(
+                format!("{path}.pods[{j}].name"),
+                format!("duplicate pod name {:?}", p.name),
+            ));
+        }
+        for (res, q) in p.requests.iter().flatten() {
+            if res != "cpu" && res != "memory" {
+                problems.push(Problem::new(
+                    format!("{path}.pods[{j}].requests.{res}"),
+                    "unknown resource (expected cpu or memory)",
+                ));
+            } else if q.is_negative() {
+                problems.push(Problem::new(
+                    format!("{path}.pods[{j}].requests.{res}"),
+                    format!("must not be negative, got {q}"),
+                ));
+            }
+        }
+    }
+}
+
+/// A tick's readings: metrics the policy names, each a value, per-pod values or an error.
+fn check_metrics(
+    tick: &Tick,
+    path: &str,
+    known: Option<&BTreeSet<&str>>,
+    problems: &mut Vec<Problem>,
+) {
+    for (name, m) in &tick.metrics {
+        let mpath = format!("{path}.metrics.{name}");
+        if let Some(known) = known
+            && !known.contains(name.as_str())
+        {
+            problems.push(Problem::new(
+                mpath.clone(),
+                "no metric of this name in the policy",
+            ));
+        }
+        let given = [m.pods.is_some(), m.value.is_some(), m.error.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            problems.push(Problem::new(
+                mpath,
+                "give exactly one of pods (per-pod readings), value, error",
+            ));
+        }
+    }
 }
 
 fn time_of(secs: f64) -> Time {

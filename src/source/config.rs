@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::DurationSpec;
+use crate::metric::DurationSpec;
 
 /// Read each pod's (or pool member's) own `/metrics` page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

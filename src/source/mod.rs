@@ -5,7 +5,6 @@
 //! every tick. A failure names the metric and the endpoint or query it concerns, and never
 //! affects any other metric; inside a per-pod source one pod's failure never hides the others.
 
-pub mod clock;
 pub mod config;
 pub mod exposition;
 pub mod fake;
@@ -22,9 +21,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::metric::{MetricId, Reading};
 
-pub use clock::SourceClock;
 pub use config::{
     Aggregate, ProcessConfig, PrometheusConfig, Reduce, ResourceConfig, ResourceName, ScrapeConfig,
 };
@@ -192,7 +191,7 @@ pub struct BuildContext {
     /// The local pool's current processes.
     pub processes: Option<watch::Receiver<Vec<LocalProcess>>>,
     /// Time for windows and reading stamps.
-    pub clock: SourceClock,
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for BuildContext {
@@ -219,7 +218,7 @@ impl BuildContext {
             prometheus_url: None,
             pods: None,
             processes: None,
-            clock: SourceClock::start(),
+            clock: Clock::start(),
         }
     }
 }

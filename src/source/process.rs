@@ -10,14 +10,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::metric::{MetricId, Reading};
-use crate::source::{
-    BuildContext, LocalProcess, MetricSource, ResourceName, SourceClock, SourceError,
-};
+use crate::source::{BuildContext, LocalProcess, MetricSource, ResourceName, SourceError};
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`).
 pub const USER_HZ: f64 = 100.0;
@@ -31,7 +30,7 @@ pub struct ProcessSource {
     resource: ResourceName,
     processes: watch::Receiver<Vec<LocalProcess>>,
     proc_root: PathBuf,
-    clock: SourceClock,
+    clock: Clock,
     previous: Mutex<HashMap<u32, (Instant, u64)>>,
 }
 
@@ -91,42 +90,13 @@ impl ProcessSource {
                 why: "no processes in the pool".into(),
             });
         }
-        let mut results: Vec<(String, Result<f64, SourceError>)> = Vec::new();
-        match self.resource {
-            ResourceName::Memory => {
-                for m in &members {
-                    results.push((m.name.clone(), self.rss_bytes(m.pid)));
-                }
-            }
-            ResourceName::Cpu => {
-                let unseen = {
-                    let prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
-                    members.iter().any(|m| !prev.contains_key(&m.pid))
-                };
-                if unseen {
-                    self.baseline(&members);
-                    tokio::time::sleep(FIRST_SAMPLE_GAP).await;
-                }
-                let now = Instant::now();
-                let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
-                prev.retain(|pid, _| members.iter().any(|m| m.pid == *pid));
-                for m in &members {
-                    let r = self.cpu_ticks(m.pid).and_then(|ticks| {
-                        let before = prev.insert(m.pid, (now, ticks));
-                        let (t0, ticks0) = before
-                            .ok_or_else(|| self.error(m.pid, "appeared during the read".into()))?;
-                        let secs = now.saturating_duration_since(t0).as_secs_f64();
-                        if secs <= 0.0 {
-                            return Err(self.error(m.pid, "read twice at the same instant".into()));
-                        }
-                        // A pid reused by a new process shows fewer ticks: count from zero.
-                        let delta = ticks.checked_sub(ticks0).unwrap_or(ticks);
-                        Ok(delta as f64 / USER_HZ / secs)
-                    });
-                    results.push((m.name.clone(), r));
-                }
-            }
-        }
+        let results = match self.resource {
+            ResourceName::Memory => members
+                .iter()
+                .map(|m| (m.name.clone(), self.rss_bytes(m.pid)))
+                .collect(),
+            ResourceName::Cpu => self.cpu_rates(&members).await,
+        };
         let (_, wall) = self.clock.now();
         let mut pods = BTreeMap::new();
         let mut failed = BTreeMap::new();
@@ -166,8 +136,41 @@ impl ProcessSource {
         Ok(reading)
     }
 
+    /// Each member's CPU use in cores since the previous read (a first read samples twice,
+    /// `FIRST_SAMPLE_GAP` apart).
+    async fn cpu_rates(&self, members: &[LocalProcess]) -> Vec<(String, Result<f64, SourceError>)> {
+        let unseen = {
+            let prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+            members.iter().any(|m| !prev.contains_key(&m.pid))
+        };
+        if unseen {
+            self.baseline(members);
+            tokio::time::sleep(FIRST_SAMPLE_GAP).await;
+        }
+        let now = clock::now();
+        let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        prev.retain(|pid, _| members.iter().any(|m| m.pid == *pid));
+        let mut results = Vec::with_capacity(members.len());
+        for m in members {
+            let r = self.cpu_ticks(m.pid).and_then(|ticks| {
+                let before = prev.insert(m.pid, (now, ticks));
+                let (t0, ticks0) =
+                    before.ok_or_else(|| self.error(m.pid, "appeared during the read".into()))?;
+                let secs = now.saturating_duration_since(t0).as_secs_f64();
+                if secs <= 0.0 {
+                    return Err(self.error(m.pid, "read twice at the same instant".into()));
+                }
+                // A pid reused by a new process shows fewer ticks: count from zero.
+                let delta = ticks.checked_sub(ticks0).unwrap_or(ticks);
+                Ok(delta as f64 / USER_HZ / secs)
+            });
+            results.push((m.name.clone(), r));
+        }
+        results
+    }
+
     fn baseline(&self, members: &[LocalProcess]) {
-        let now = Instant::now();
+        let now = clock::now();
         let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
         for m in members {
             if let Ok(t) = self.cpu_ticks(m.pid) {

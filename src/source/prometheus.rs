@@ -7,15 +7,16 @@
 //! is [`SourceError::Query`] with Prometheus's `errorType` and message.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
+use crate::clock::Clock;
 use crate::metric::{MetricId, Reading};
 use crate::source::exposition::parse_le as parse_float;
 use crate::source::scrape::fetch::error_chain;
-use crate::source::{BuildContext, MetricSource, PrometheusConfig, SourceClock, SourceError};
+use crate::source::{BuildContext, MetricSource, PrometheusConfig, SourceError};
 
 /// Default query timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,7 +32,7 @@ pub struct PrometheusSource {
     pod_label: Option<String>,
     timeout: Duration,
     http: reqwest::Client,
-    clock: SourceClock,
+    clock: Clock,
 }
 
 impl PrometheusSource {
@@ -79,7 +80,27 @@ impl PrometheusSource {
         &self.query
     }
 
+    /// Sends the query and turns its answer into a reading: fetch, then decode.
     async fn read_now(&self) -> Result<Reading, SourceError> {
+        let data = self.fetch().await?;
+        let (_, wall) = self.clock.now();
+        self.decode(&data, wall)
+    }
+
+    fn bad(&self, why: String) -> SourceError {
+        SourceError::BadPayload {
+            metric: self.id.clone(),
+            endpoint: self.origin(),
+            why,
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("{} {}", self.endpoint, self.query)
+    }
+
+    /// One instant query: the `data` of a successful answer, or the error that names what failed.
+    async fn fetch(&self) -> Result<ApiData, SourceError> {
         let timeout_param = format!("{}ms", self.timeout.as_millis());
         let url = reqwest::Url::parse_with_params(
             &self.endpoint,
@@ -93,16 +114,11 @@ impl PrometheusSource {
             why: format!("Prometheus url {}: {e}", self.endpoint),
         })?;
         let send = self.http.get(url).timeout(self.timeout).send();
-        let bad = |why: String| SourceError::BadPayload {
-            metric: self.id.clone(),
-            endpoint: format!("{} {}", self.endpoint, self.query),
-            why,
-        };
         let map_err = |e: reqwest::Error| {
             if e.is_timeout() {
                 SourceError::Timeout {
                     metric: self.id.clone(),
-                    endpoint: format!("{} {}", self.endpoint, self.query),
+                    endpoint: self.origin(),
                     after: self.timeout,
                 }
             } else {
@@ -118,7 +134,9 @@ impl PrometheusSource {
         let body = resp.bytes().await.map_err(map_err)?;
         let parsed: ApiResponse = match serde_json::from_slice(&body) {
             Ok(p) => p,
-            Err(e) if status.is_success() => return Err(bad(format!("not a query response: {e}"))),
+            Err(e) if status.is_success() => {
+                return Err(self.bad(format!("not a query response: {e}")));
+            }
             Err(_) => {
                 return Err(SourceError::HttpStatus {
                     metric: self.id.clone(),
@@ -135,31 +153,32 @@ impl PrometheusSource {
                 message: parsed.error.unwrap_or_else(|| format!("HTTP {status}")),
             });
         }
-        let data = parsed
+        parsed
             .data
-            .ok_or_else(|| bad("success without data".into()))?;
-        let (_, wall) = self.clock.now();
-        let origin = format!("{} {}", self.endpoint, self.query);
+            .ok_or_else(|| self.bad("success without data".into()))
+    }
+
+    /// A scalar is one value; a vector is summed, or split by the pod label when one is set.
+    fn decode(&self, data: &ApiData, wall: SystemTime) -> Result<Reading, SourceError> {
+        let origin = self.origin();
         let no_data = || SourceError::NoData {
             metric: self.id.clone(),
             endpoint: origin.clone(),
             why: "the query returned an empty result".into(),
         };
+        let value_of =
+            |text: &str| parse_float(text).ok_or_else(|| self.bad(format!("bad value {text:?}")));
+        let bad_vector = |e: serde_json::Error| self.bad(format!("bad vector: {e}"));
         match data.result_type.as_str() {
             "scalar" => {
                 let pair: (f64, String) = serde_json::from_str(data.result.get())
-                    .map_err(|e| bad(format!("bad scalar: {e}")))?;
-                let v =
-                    parse_float(&pair.1).ok_or_else(|| bad(format!("bad value {:?}", pair.1)))?;
-                Ok(Reading::value(v, wall, origin))
+                    .map_err(|e| self.bad(format!("bad scalar: {e}")))?;
+                Ok(Reading::value(value_of(&pair.1)?, wall, origin))
             }
             "vector" => {
-                let value_of = |text: &str| {
-                    parse_float(text).ok_or_else(|| bad(format!("bad value {text:?}")))
-                };
                 let Some(label) = &self.pod_label else {
-                    let series: Vec<VectorValue> = serde_json::from_str(data.result.get())
-                        .map_err(|e| bad(format!("bad vector: {e}")))?;
+                    let series: Vec<VectorValue> =
+                        serde_json::from_str(data.result.get()).map_err(bad_vector)?;
                     if series.is_empty() {
                         return Err(no_data());
                     }
@@ -169,27 +188,27 @@ impl PrometheusSource {
                     }
                     return Ok(Reading::value(total, wall, origin));
                 };
-                let series: Vec<VectorSample> = serde_json::from_str(data.result.get())
-                    .map_err(|e| bad(format!("bad vector: {e}")))?;
+                let series: Vec<VectorSample> =
+                    serde_json::from_str(data.result.get()).map_err(bad_vector)?;
                 if series.is_empty() {
                     return Err(no_data());
                 }
+                // Every value is checked before any label, so a bad value is reported first.
                 let mut values = Vec::with_capacity(series.len());
                 for s in series {
-                    let v = value_of(&s.value.1)?;
-                    values.push((s.metric, v));
+                    values.push((value_of(&s.value.1)?, s.metric));
                 }
-                let total: f64 = values.iter().map(|(_, v)| v).sum();
+                let total: f64 = values.iter().map(|(v, _)| v).sum();
                 let mut pods = BTreeMap::new();
-                for (metric, v) in values {
+                for (v, metric) in values {
                     let pod = metric.get(label).ok_or_else(|| {
-                        bad(format!("a series has no {label:?} label: {metric:?}"))
+                        self.bad(format!("a series has no {label:?} label: {metric:?}"))
                     })?;
                     *pods.entry(pod.clone()).or_insert(0.0) += v;
                 }
                 Ok(Reading::per_pod(pods, total, wall, origin))
             }
-            other => Err(bad(format!(
+            other => Err(self.bad(format!(
                 "result type {other:?}; an instant query must return a vector or scalar"
             ))),
         }

@@ -12,8 +12,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use serde::Deserialize;
 
+use crate::clock::Clock;
 use crate::metric::{MetricId, Quantity, Reading};
-use crate::source::{BuildContext, MetricSource, ResourceConfig, SourceClock, SourceError};
+use crate::source::{BuildContext, MetricSource, ResourceConfig, SourceError};
 
 /// Reads one resource of the target's pods through the resource metrics API.
 #[derive(Clone)]
@@ -23,7 +24,7 @@ pub struct ResourceSource {
     client: kube::Client,
     namespace: String,
     selector: Option<String>,
-    clock: SourceClock,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for ResourceSource {

@@ -140,39 +140,13 @@ pub fn parse_spec_value(value: &Value, path: &str) -> Result<ScalingPolicySpec, 
             decode_at::<BehaviorSpec>(other, &format!("{path}.behavior"), &mut problems).map(Some)
         }
     };
-    let mut all_metrics_decoded = true;
-    let mut indices = Vec::new();
-    let metrics: Option<Vec<MetricSpec>> = match map.get("metrics") {
-        None => {
-            problems.push(Problem::new(path, "missing field `metrics`"));
-            None
-        }
-        Some(Value::Array(items)) => Some(
-            items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| {
-                    let m = decode_at(item, &format!("{path}.metrics[{i}]"), &mut problems);
-                    all_metrics_decoded &= m.is_some();
-                    if m.is_some() {
-                        indices.push(i);
-                    }
-                    m
-                })
-                .collect(),
-        ),
-        Some(other) => decode_at(other, &format!("{path}.metrics"), &mut problems),
-    };
-    if let Some(m) = &metrics
-        && indices.len() != m.len()
-    {
-        indices = (0..m.len()).collect();
-    }
+    let decoded = decode_metrics(map, path, &mut problems);
     if problems.is_empty() {
         // The granular pass found nothing the whole decode tripped on: report serde's own error.
         problems.push(first_error.at(path));
     }
     // Semantic checks on the parts that decoded, so one run shows everything.
+    let (metrics, indices) = (decoded.metrics, decoded.indices);
     if let (Some(target_ref), Some(max_replicas), Some(metrics), Some(min), Some(behavior)) =
         (target_ref, max_replicas, metrics, min_replicas, behavior)
     {
@@ -192,10 +166,57 @@ pub fn parse_spec_value(value: &Value, path: &str) -> Result<ScalingPolicySpec, 
         problems.extend(
             semantic
                 .into_iter()
-                .filter(|p| all_metrics_decoded || p.path != metrics_path),
+                .filter(|p| decoded.all || p.path != metrics_path),
         );
     }
     Err(SpecError { problems })
+}
+
+/// The metrics that decoded, where each stood in the document, and whether all of them did.
+struct DecodedMetrics {
+    metrics: Option<Vec<MetricSpec>>,
+    indices: Vec<usize>,
+    all: bool,
+}
+
+fn decode_metrics(
+    map: &Map<String, Value>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> DecodedMetrics {
+    let mut all = true;
+    let mut indices = Vec::new();
+    let metrics: Option<Vec<MetricSpec>> = match map.get("metrics") {
+        None => {
+            problems.push(Problem::new(path, "missing field `metrics`"));
+            None
+        }
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let m = decode_at(item, &format!("{path}.metrics[{i}]"), problems);
+                    all &= m.is_some();
+                    if m.is_some() {
+                        indices.push(i);
+                    }
+                    m
+                })
+                .collect(),
+        ),
+        Some(other) => decode_at(other, &format!("{path}.metrics"), problems),
+    };
+    if let Some(m) = &metrics
+        && indices.len() != m.len()
+    {
+        indices = (0..m.len()).collect();
+    }
+    DecodedMetrics {
+        metrics,
+        indices,
+        all,
+    }
 }
 
 fn decode_behavior(

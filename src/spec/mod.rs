@@ -9,7 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::DurationSpec;
+use crate::metric::DurationSpec;
 use crate::metric::Quantity;
 use crate::source::{PrometheusConfig, ResourceConfig, ScrapeConfig, SourceConfig};
 

@@ -5,14 +5,16 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{
-    BehaviorSpec, ErrorAction, MetricSpec, RatePolicyKindSpec, ScalingPolicySpec, ScalingRulesSpec,
-    SelectPolicySpec, TargetKind,
+    BehaviorSpec, ErrorAction, RatePolicyKindSpec, RatePolicySpec, ScalingPolicySpec,
+    ScalingRulesSpec, SelectPolicySpec,
 };
 use crate::engine::{
     Behavior, MetricPolicy, Normalization, OnError, Policy, RatePolicy, RatePolicyKind,
-    ReadinessTiming, Replicas, Resource, ScalingRules, Seconds, SelectPolicy, Target, Tolerance,
+    ReadinessTiming, Replicas, ScalingRules, Seconds, SelectPolicy, Tolerance,
 };
-use crate::source::{Aggregate, ResourceName};
+
+#[path = "validate_metric.rs"]
+mod metric;
 
 /// One thing wrong with a policy, at a field path such as `spec.metrics[1].target.value`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +104,32 @@ impl ScalingPolicySpec {
         problems: &mut Vec<Problem>,
     ) -> Option<Policy> {
         let mut report = |path: String, msg: String| problems.push(Problem::new(path, msg));
+        self.check_shape(prefix, &mut report);
+        let metrics = self.check_metrics(prefix, indices, &mut report);
+        let (normalization, tolerance) = match &self.behavior {
+            None => (
+                Normalization::Legacy {
+                    downscale_window: Seconds(300),
+                },
+                Tolerance::default(),
+            ),
+            Some(b) => check_behavior(b, &format!("{prefix}.behavior"), &mut report),
+        };
+        let on_error = self.check_on_error(prefix, &mut report);
+        Some(Policy {
+            min_replicas: Replicas(self.min_replicas.max(0)),
+            max_replicas: Replicas(self.max_replicas.max(0)),
+            metrics,
+            normalization,
+            tolerance,
+            on_error,
+            dry_run: self.dry_run,
+            readiness: ReadinessTiming::default(),
+        })
+    }
+
+    /// The target reference, the replica bounds and the interval.
+    fn check_shape(&self, prefix: &str, report: &mut impl FnMut(String, String)) {
         if self.target_ref.kind.trim().is_empty() {
             report(
                 format!("{prefix}.targetRef.kind"),
@@ -143,6 +171,15 @@ impl ScalingPolicySpec {
                 format!("must be at least 250ms, got {i}"),
             );
         }
+    }
+
+    /// Every metric: a unique name, one source, a target that fits.
+    fn check_metrics(
+        &self,
+        prefix: &str,
+        indices: &[usize],
+        report: &mut impl FnMut(String, String),
+    ) -> Vec<MetricPolicy> {
         if self.metrics.is_empty() {
             report(
                 format!("{prefix}.metrics"),
@@ -166,213 +203,50 @@ impl ScalingPolicySpec {
                     format!("duplicate metric name {:?}", m.name),
                 );
             }
-            if let Some(mp) = check_metric(m, &path, &mut report) {
+            if let Some(mp) = metric::check_metric(m, &path, report) {
                 metrics.push(mp);
             }
         }
-        let (normalization, tolerance) = match &self.behavior {
-            None => (
-                Normalization::Legacy {
-                    downscale_window: Seconds(300),
-                },
-                Tolerance::default(),
-            ),
-            Some(b) => check_behavior(b, &format!("{prefix}.behavior"), &mut report),
-        };
-        let on_error = match &self.on_metric_error {
-            None => OnError::Hold,
-            Some(e) => {
-                let path = format!("{prefix}.onMetricError");
-                match (e.action, e.replicas) {
-                    (ErrorAction::Fallback, None) => {
-                        report(
-                            format!("{path}.replicas"),
-                            "Fallback needs the number of replicas to fall back to".into(),
-                        );
-                        OnError::Hold
-                    }
-                    (ErrorAction::Fallback, Some(n)) => {
-                        if n < self.min_replicas || n > self.max_replicas {
-                            report(
-                                format!("{path}.replicas"),
-                                format!(
-                                    "{n} is outside [minReplicas, maxReplicas] = [{}, {}]",
-                                    self.min_replicas, self.max_replicas
-                                ),
-                            );
-                        }
-                        OnError::Fallback(Replicas(n.max(0)))
-                    }
-                    (action, Some(_)) => {
-                        report(
-                            format!("{path}.replicas"),
-                            format!("only Fallback takes replicas, not {action:?}"),
-                        );
-                        OnError::Hold
-                    }
-                    (ErrorAction::Hold, None) => OnError::Hold,
-                    (ErrorAction::Ignore, None) => OnError::Ignore,
-                }
-            }
-        };
-        Some(Policy {
-            min_replicas: Replicas(self.min_replicas.max(0)),
-            max_replicas: Replicas(self.max_replicas.max(0)),
-            metrics,
-            normalization,
-            tolerance,
-            on_error,
-            dry_run: self.dry_run,
-            readiness: ReadinessTiming::default(),
-        })
+        metrics
     }
-}
 
-fn check_metric(
-    m: &MetricSpec,
-    path: &str,
-    report: &mut impl FnMut(String, String),
-) -> Option<MetricPolicy> {
-    let sources = [
-        m.scrape.is_some(),
-        m.prometheus.is_some(),
-        m.resource.is_some(),
-    ];
-    match sources.iter().filter(|s| **s).count() {
-        0 => report(
-            path.to_string(),
-            "needs a source: one of scrape, prometheus, resource".into(),
-        ),
-        1 => {}
-        _ => report(
-            path.to_string(),
-            "has more than one source: give exactly one of scrape, prometheus, resource".into(),
-        ),
-    }
-    if let Some(s) = &m.scrape {
-        if s.metric.trim().is_empty() {
-            report(format!("{path}.scrape.metric"), "must not be empty".into());
-        }
-        if let Some(Aggregate::Quantile { q, .. }) = &s.aggregate
-            && !(*q > 0.0 && *q < 1.0)
-        {
-            report(
-                format!("{path}.scrape.aggregate.quantile.q"),
-                format!("must be between 0 and 1 (exclusive), got {q}"),
-            );
-        }
-        let window = match &s.aggregate {
-            Some(Aggregate::Rate { window }) => Some(("rate", window)),
-            Some(Aggregate::Quantile { window, .. }) => Some(("quantile", window)),
-            _ => None,
+    /// `onMetricError`: Fallback needs a count inside the bounds; only Fallback takes one.
+    fn check_on_error(&self, prefix: &str, report: &mut impl FnMut(String, String)) -> OnError {
+        let Some(e) = &self.on_metric_error else {
+            return OnError::Hold;
         };
-        if let Some((kind, w)) = window
-            && w.get().is_zero()
-        {
-            report(
-                format!("{path}.scrape.aggregate.{kind}.window"),
-                "must be longer than 0s".into(),
-            );
-        }
-    }
-    if let Some(p) = &m.prometheus
-        && p.query.trim().is_empty()
-    {
-        report(
-            format!("{path}.prometheus.query"),
-            "must not be empty".into(),
-        );
-    }
-    let t = &m.target;
-    let tpath = format!("{path}.target");
-    let set = [
-        ("averageUtilization", t.average_utilization.is_some()),
-        ("averageValue", t.average_value.is_some()),
-        ("value", t.value.is_some()),
-    ];
-    let wanted = match t.kind {
-        TargetKind::Utilization => "averageUtilization",
-        TargetKind::AverageValue => "averageValue",
-        TargetKind::Value => "value",
-    };
-    for (field, present) in set {
-        if present && field != wanted {
-            report(
-                format!("{tpath}.{field}"),
-                format!("not used by type {:?} (set {wanted} instead)", t.kind),
-            );
-        }
-    }
-    let positive = |q: &Option<crate::metric::Quantity>,
-                    field: &str,
-                    report: &mut dyn FnMut(String, String)|
-     -> Option<i64> {
-        match q {
-            None => {
+        let path = format!("{prefix}.onMetricError");
+        match (e.action, e.replicas) {
+            (ErrorAction::Fallback, None) => {
                 report(
-                    format!("{tpath}.{field}"),
-                    format!("required for type {:?}", t.kind),
+                    format!("{path}.replicas"),
+                    "Fallback needs the number of replicas to fall back to".into(),
                 );
-                None
+                OnError::Hold
             }
-            Some(q) if q.milli_value() <= 0 => {
-                report(
-                    format!("{tpath}.{field}"),
-                    format!("must be positive, got {q}"),
-                );
-                None
-            }
-            Some(q) => Some(q.milli_value()),
-        }
-    };
-    let target = match t.kind {
-        TargetKind::Utilization => {
-            if m.resource.is_none() {
-                report(
-                    format!("{tpath}.type"),
-                    "Utilization needs a resource metric (the pods' requests are the 100%)".into(),
-                );
-            }
-            match t.average_utilization {
-                None => {
+            (ErrorAction::Fallback, Some(n)) => {
+                if n < self.min_replicas || n > self.max_replicas {
                     report(
-                        format!("{tpath}.averageUtilization"),
-                        "required for type Utilization".into(),
+                        format!("{path}.replicas"),
+                        format!(
+                            "{n} is outside [minReplicas, maxReplicas] = [{}, {}]",
+                            self.min_replicas, self.max_replicas
+                        ),
                     );
-                    None
                 }
-                Some(u) if u <= 0 => {
-                    report(
-                        format!("{tpath}.averageUtilization"),
-                        format!("must be positive, got {u}"),
-                    );
-                    None
-                }
-                Some(u) => Some(Target::Utilization(u)),
+                OnError::Fallback(Replicas(n.max(0)))
             }
-        }
-        TargetKind::AverageValue => {
-            positive(&t.average_value, "averageValue", report).map(Target::AverageValue)
-        }
-        TargetKind::Value => {
-            if m.resource.is_some() {
+            (action, Some(_)) => {
                 report(
-                    format!("{tpath}.type"),
-                    "a resource metric takes Utilization or AverageValue, not Value".into(),
+                    format!("{path}.replicas"),
+                    format!("only Fallback takes replicas, not {action:?}"),
                 );
+                OnError::Hold
             }
-            positive(&t.value, "value", report).map(Target::Value)
+            (ErrorAction::Hold, None) => OnError::Hold,
+            (ErrorAction::Ignore, None) => OnError::Ignore,
         }
-    };
-    let resource = m.resource.as_ref().map(|r| match r.name {
-        ResourceName::Cpu => Resource::Cpu,
-        ResourceName::Memory => Resource::Memory,
-    });
-    target.map(|target| MetricPolicy {
-        name: m.name.as_str().into(),
-        target,
-        resource,
-    })
+    }
 }
 
 fn check_behavior(
@@ -449,39 +323,10 @@ fn check_rules(
                     "at least one policy is required (or selectPolicy: Disabled)".into(),
                 );
             }
-            let mut out = Vec::with_capacity(list.len());
-            for (i, p) in list.iter().enumerate() {
-                let ppath = format!("{path}.policies[{i}]");
-                let mut ok = true;
-                if p.value <= 0 {
-                    report(
-                        format!("{ppath}.value"),
-                        format!("must be positive, got {}", p.value),
-                    );
-                    ok = false;
-                }
-                if !(1..=MAX_PERIOD_SECONDS).contains(&p.period_seconds) {
-                    report(
-                        format!("{ppath}.periodSeconds"),
-                        format!(
-                            "must be between 1 and {MAX_PERIOD_SECONDS}, got {}",
-                            p.period_seconds
-                        ),
-                    );
-                    ok = false;
-                }
-                if ok {
-                    out.push(RatePolicy {
-                        kind: match p.kind {
-                            RatePolicyKindSpec::Pods => RatePolicyKind::Pods,
-                            RatePolicyKindSpec::Percent => RatePolicyKind::Percent,
-                        },
-                        value: p.value,
-                        period: Seconds(p.period_seconds as u32),
-                    });
-                }
-            }
-            out
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, p)| check_rate_policy(p, &format!("{path}.policies[{i}]"), report))
+                .collect()
         }
     };
     let tolerance = match r.tolerance {
@@ -504,4 +349,38 @@ fn check_rules(
         },
         tolerance,
     )
+}
+
+/// One rate policy: a positive value over a period of 1 to 1800 seconds.
+fn check_rate_policy(
+    p: &RatePolicySpec,
+    path: &str,
+    report: &mut impl FnMut(String, String),
+) -> Option<RatePolicy> {
+    let mut ok = true;
+    if p.value <= 0 {
+        report(
+            format!("{path}.value"),
+            format!("must be positive, got {}", p.value),
+        );
+        ok = false;
+    }
+    if !(1..=MAX_PERIOD_SECONDS).contains(&p.period_seconds) {
+        report(
+            format!("{path}.periodSeconds"),
+            format!(
+                "must be between 1 and {MAX_PERIOD_SECONDS}, got {}",
+                p.period_seconds
+            ),
+        );
+        ok = false;
+    }
+    ok.then_some(RatePolicy {
+        kind: match p.kind {
+            RatePolicyKindSpec::Pods => RatePolicyKind::Pods,
+            RatePolicyKindSpec::Percent => RatePolicyKind::Percent,
+        },
+        value: p.value,
+        period: Seconds(p.period_seconds as u32),
+    })
 }

@@ -12,6 +12,16 @@ pub mod process_pool;
 pub use fake::FakeTarget;
 pub use process_pool::{PoolConfig, ProcessPool};
 
+/// A ready replica that serves on a local address: what a target that runs its replicas itself
+/// (the process pool) publishes, and what a load balancer in front of it subscribes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Stable identity, e.g. the pool member's name (for metrics and hashing).
+    pub id: String,
+    /// Where it listens, on loopback.
+    pub addr: std::net::SocketAddr,
+}
+
 /// Something with a replica count that can be read and set.
 pub trait ScaleTarget: Send + Sync {
     /// A short name for logs and explanations (`ProcessPool/demo`, `Deployment/shop/web`).

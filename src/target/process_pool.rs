@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use futures::future::BoxFuture;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
@@ -18,11 +19,9 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
-use super::{PodStatus, ScaleTarget, TargetError, TargetStatus};
+use super::{Endpoint, PodStatus, ScaleTarget, TargetError, TargetStatus};
 use crate::engine::{PodPhase, Replicas};
-use crate::local::balancer::Backend;
 
 /// How often the supervisor looks at the members.
 const TICK: Duration = Duration::from_millis(100);
@@ -146,7 +145,7 @@ impl PoolState {
 struct Inner {
     config: PoolConfig,
     state: Mutex<PoolState>,
-    backends: watch::Sender<Vec<Backend>>,
+    backends: watch::Sender<Vec<Endpoint>>,
     http: Client<HttpConnector, Empty<bytes::Bytes>>,
 }
 
@@ -187,8 +186,8 @@ impl ProcessPool {
         }
     }
 
-    /// The ready members, as the balancer should see them.
-    pub fn backends(&self) -> watch::Receiver<Vec<Backend>> {
+    /// The ready members, published whenever the set changes (a balancer subscribes).
+    pub fn endpoints(&self) -> watch::Receiver<Vec<Endpoint>> {
         self.inner.backends.subscribe()
     }
 
@@ -236,7 +235,7 @@ impl ScaleTarget for ProcessPool {
 
     fn status(&self) -> BoxFuture<'_, Result<TargetStatus, TargetError>> {
         Box::pin(async move {
-            let now = Instant::now();
+            let now = clock::now();
             let state = self.inner.state.lock().expect("pool state poisoned");
             let pods = state
                 .members
@@ -357,7 +356,7 @@ fn spawn_member(inner: &Arc<Inner>, name: &str) -> std::io::Result<Member> {
             while let Ok(Some(_)) = lines.next_line().await {}
         });
     }
-    let now = Instant::now();
+    let now = clock::now();
     Ok(Member {
         name: name.to_string(),
         pid: child.id(),
@@ -372,7 +371,7 @@ fn spawn_member(inner: &Arc<Inner>, name: &str) -> std::io::Result<Member> {
 
 /// Brings the member count to the desired count: starts members, or drains the newest.
 fn reconcile(inner: &Arc<Inner>) -> Result<(), (String, std::io::Error)> {
-    let now = Instant::now();
+    let now = clock::now();
     let mut state = inner.state.lock().expect("pool state poisoned");
     let active = state.active();
     if active < state.desired && !state.closed {
@@ -421,12 +420,12 @@ fn reconcile(inner: &Arc<Inner>) -> Result<(), (String, std::io::Error)> {
 }
 
 fn publish(inner: &Inner, state: &PoolState) {
-    let ready: Vec<Backend> = state
+    let ready: Vec<Endpoint> = state
         .members
         .iter()
         .filter(|m| m.phase == Phase::Ready)
         .filter_map(|m| {
-            m.addr.map(|addr| Backend {
+            m.addr.map(|addr| Endpoint {
                 id: m.name.clone(),
                 addr,
             })
@@ -458,85 +457,90 @@ async fn supervise(inner: Arc<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = Instant::now();
-        let to_check: Vec<(String, SocketAddr)> = {
-            let mut state = inner.state.lock().expect("pool state poisoned");
-            let mut exited = Vec::new();
-            for (i, m) in state.members.iter_mut().enumerate() {
-                if let Ok(Some(_)) = m.child.try_wait() {
-                    exited.push(i);
-                } else if let Phase::Draining {
-                    since,
-                    killed: false,
-                } = m.phase
-                    && now.duration_since(since) >= inner.config.grace
-                {
-                    let _ = m.child.start_kill();
-                    m.phase = Phase::Draining {
-                        since,
-                        killed: true,
-                    };
-                } else if m.phase == Phase::Starting
-                    && now.duration_since(m.ready_changed) >= inner.config.startup_timeout
-                {
-                    let _ = m.child.start_kill();
-                }
-            }
-            for i in exited.into_iter().rev() {
-                let m = state.members.remove(i);
-                let kind = if matches!(m.phase, Phase::Draining { .. }) {
-                    PoolEventKind::Stopped
-                } else {
-                    tracing::warn!(member = %m.name, "pool member exited unexpectedly; replacing it");
-                    PoolEventKind::Died
-                };
-                state.event(&m.name, kind, now);
-            }
-            publish(&inner, &state);
-            state
-                .members
-                .iter()
-                .filter(|m| {
-                    m.phase == Phase::Starting
-                        || (m.phase == Phase::Ready && now.duration_since(m.last_check) >= RECHECK)
-                })
-                .filter_map(|m| m.addr.map(|a| (m.name.clone(), a)))
-                .collect()
-        };
+        let to_check = reap(&inner, clock::now());
         let checks = futures::future::join_all(to_check.into_iter().map(|(name, addr)| {
             let inner = &inner;
             async move { (name, is_ready(inner, addr).await) }
         }))
         .await;
-        {
-            let now = Instant::now();
-            let mut state = inner.state.lock().expect("pool state poisoned");
-            let mut became_ready = Vec::new();
-            for (name, ready) in checks {
-                let Some(m) = state.members.iter_mut().find(|m| m.name == name) else {
-                    continue;
-                };
-                m.last_check = now;
-                match (m.phase, ready) {
-                    (Phase::Starting, true) => {
-                        m.phase = Phase::Ready;
-                        m.ready_changed = now;
-                        became_ready.push(name);
-                    }
-                    (Phase::Ready, false) => {
-                        m.phase = Phase::Starting;
-                        m.ready_changed = now;
-                    }
-                    _ => {}
-                }
-            }
-            for name in became_ready {
-                state.event(&name, PoolEventKind::Ready, now);
-            }
-            publish(&inner, &state);
-        }
+        apply_checks(&inner, checks, clock::now());
         if let Err((member, e)) = reconcile(&inner) {
             tracing::warn!(%member, error = %e, "cannot start pool member");
         }
     }
+}
+
+/// Removes members that exited, kills those past their drain grace or startup timeout, and
+/// returns the members whose readiness is due for a check.
+fn reap(inner: &Inner, now: Instant) -> Vec<(String, SocketAddr)> {
+    let mut state = inner.state.lock().expect("pool state poisoned");
+    let mut exited = Vec::new();
+    for (i, m) in state.members.iter_mut().enumerate() {
+        if let Ok(Some(_)) = m.child.try_wait() {
+            exited.push(i);
+        } else if let Phase::Draining {
+            since,
+            killed: false,
+        } = m.phase
+            && now.duration_since(since) >= inner.config.grace
+        {
+            let _ = m.child.start_kill();
+            m.phase = Phase::Draining {
+                since,
+                killed: true,
+            };
+        } else if m.phase == Phase::Starting
+            && now.duration_since(m.ready_changed) >= inner.config.startup_timeout
+        {
+            let _ = m.child.start_kill();
+        }
+    }
+    for i in exited.into_iter().rev() {
+        let m = state.members.remove(i);
+        let kind = if matches!(m.phase, Phase::Draining { .. }) {
+            PoolEventKind::Stopped
+        } else {
+            tracing::warn!(member = %m.name, "pool member exited unexpectedly; replacing it");
+            PoolEventKind::Died
+        };
+        state.event(&m.name, kind, now);
+    }
+    publish(inner, &state);
+    state
+        .members
+        .iter()
+        .filter(|m| {
+            m.phase == Phase::Starting
+                || (m.phase == Phase::Ready && now.duration_since(m.last_check) >= RECHECK)
+        })
+        .filter_map(|m| m.addr.map(|a| (m.name.clone(), a)))
+        .collect()
+}
+
+/// Moves members in and out of `Ready` by their checks, and publishes the new set.
+fn apply_checks(inner: &Inner, checks: Vec<(String, bool)>, now: Instant) {
+    let mut state = inner.state.lock().expect("pool state poisoned");
+    let mut became_ready = Vec::new();
+    for (name, ready) in checks {
+        let Some(m) = state.members.iter_mut().find(|m| m.name == name) else {
+            continue;
+        };
+        m.last_check = now;
+        match (m.phase, ready) {
+            (Phase::Starting, true) => {
+                m.phase = Phase::Ready;
+                m.ready_changed = now;
+                became_ready.push(name);
+            }
+            (Phase::Ready, false) => {
+                m.phase = Phase::Starting;
+                m.ready_changed = now;
+            }
+            _ => {}
+        }
+    }
+    for name in became_ready {
+        state.event(&name, PoolEventKind::Ready, now);
+    }
+    publish(inner, &state);
 }

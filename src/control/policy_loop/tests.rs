@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::control::CountingRecorder;
 use crate::engine::Replicas;
 use crate::metric::Reading;
 use crate::source::fake::FakeSource;
@@ -54,7 +55,7 @@ fn build(source: Arc<FakeSource>, target: Arc<FakeTarget>, store: &SampleStore) 
         sources,
         target,
         Some(store),
-        Arc::new(Telemetry::new()),
+        Arc::new(CountingRecorder::default()),
         options,
     )
     .unwrap()
@@ -184,7 +185,7 @@ async fn a_metrics_pipeline_cadence_reads_every_tick_but_decides_on_published_re
         sources,
         target,
         Some(&store),
-        Arc::new(Telemetry::new()),
+        Arc::new(CountingRecorder::default()),
         options,
     )
     .unwrap()

@@ -164,6 +164,10 @@ async fn scalar_empty_and_errors() {
         matches!(e, SourceError::HttpStatus { status: 502, .. }),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unreachable() {
     let refused = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())

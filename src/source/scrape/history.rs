@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::clock::Instant;
 
 /// Series per endpoint beyond this are dropped (a page exploding in cardinality must not grow
 /// our memory without bound).
@@ -100,6 +100,7 @@ impl EndpointHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
 
     fn sel(key: &str, v: f64) -> Selected {
         Selected {
@@ -118,7 +119,7 @@ mod tests {
             if i < 3 {
                 s.push(sel("gone", 1.0));
             }
-            h.record(Instant::now(), &s, keep);
+            h.record(clock::now(), &s, keep);
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         assert_eq!(h.series.len(), 1);
@@ -132,7 +133,7 @@ mod tests {
         let many: Vec<_> = (0..MAX_SERIES_PER_ENDPOINT + 50)
             .map(|i| sel(&format!("s{i}"), 1.0))
             .collect();
-        h.record(Instant::now(), &many, Duration::from_secs(60));
+        h.record(clock::now(), &many, Duration::from_secs(60));
         assert_eq!(h.series.len(), MAX_SERIES_PER_ENDPOINT);
     }
 }

@@ -14,15 +14,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::metric::{MetricId, Reading};
 use crate::source::exposition::{ExpoSample, ExpositionParser, TextParser, in_family};
 use crate::source::{
-    Aggregate, BuildContext, MetricSource, PodAddress, Reduce, ScrapeConfig, SourceClock,
-    SourceError,
+    Aggregate, BuildContext, MetricSource, PodAddress, Reduce, ScrapeConfig, SourceError,
 };
 
 pub use history::{EndpointHistory, Selected};
@@ -50,7 +50,7 @@ pub struct ScrapeSource {
     timeout: Duration,
     max_bytes: usize,
     parser: Box<dyn ExpositionParser>,
-    clock: SourceClock,
+    clock: Clock,
     history: Mutex<HashMap<String, EndpointHistory>>,
 }
 
@@ -217,7 +217,7 @@ impl ScrapeSource {
             });
         }
         let fetches = endpoints.iter().map(|(name, url)| async move {
-            let started = Instant::now();
+            let started = clock::now();
             if url.is_empty() {
                 let e = SourceError::NotConfigured {
                     metric: self.id.clone(),

@@ -3,11 +3,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::*;
 use crate::source::{BuildContext, PodAddress};
@@ -36,7 +36,7 @@ impl TestEndpoint {
     async fn start(body: impl Fn(f64) -> String + Send + Sync + 'static) -> Self {
         let state = Arc::new(Mutex::new(Behaviour {
             body: Arc::new(body),
-            started: Instant::now(),
+            started: clock::now(),
             delay: Duration::ZERO,
             status: StatusCode::OK,
             content_type: "text/plain; version=0.0.4",
@@ -51,7 +51,7 @@ impl TestEndpoint {
                 async move {
                     let b = s.lock().unwrap().clone();
                     tokio::time::sleep(b.delay).await;
-                    let text = (b.body)(b.started.elapsed().as_secs_f64());
+                    let text = (b.body)(clock::since(b.started).as_secs_f64());
                     (b.status, [(header::CONTENT_TYPE, b.content_type)], text).into_response()
                 }
             }),
@@ -144,7 +144,7 @@ async fn restarted_pod_counts_as_a_reset_not_a_negative_rate() {
         .await
         .unwrap();
     // The process restarts: its counter starts again from zero.
-    a.set(|b| b.started = Instant::now());
+    a.set(|b| b.started = clock::now());
     let r = read_every(&src, 4, Duration::from_millis(250))
         .await
         .unwrap();
@@ -289,10 +289,10 @@ async fn failures_are_per_endpoint_and_named() {
     );
     c.endpoints.push(refused.clone());
     let src = ScrapeSource::new(c, &ctx()).unwrap();
-    let started = Instant::now();
+    let started = clock::now();
     let r = src.read().await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        clock::since(started) < Duration::from_secs(2),
         "timeouts run concurrently"
     );
     assert_eq!(r.pods().unwrap().len(), 1);
