@@ -4,6 +4,7 @@
 
 mod adapter_support;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use adapter_support::{Adapter, Ca, client_for, pair, run_kubectl};
@@ -275,8 +276,19 @@ async fn a_rotated_client_ca_takes_effect_and_a_broken_one_is_ignored() {
     assert_eq!(code, 200);
 
     // A broken bundle is ignored: what is in use stays in use.
+    let rejected = || a.reloads.rejected.load(Ordering::Relaxed);
+    let before = rejected();
     std::fs::write(&a.pki.client_ca, "not a certificate").unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Wait until the watcher has read the broken bundle (and kept the old one), not a fixed time.
+    let mut seen = false;
+    for _ in 0..100 {
+        if rejected() > before {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the broken bundle was not re-read within 5 s");
     assert_eq!(get(&a.client(Some(&bob)), url.clone(), &[]).await.0, 200);
     a.stop().await;
 }

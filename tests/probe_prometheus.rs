@@ -10,9 +10,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use tidescale::clock;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::time::Instant;
 
 const WINDOW: &str = "30s";
 const KV_ROUTE: &str = "/kv/{*key}";
@@ -108,17 +108,14 @@ async fn start_prometheus(dir: &Path, targets: &[String]) -> (Guard, String) {
         .expect("spawn prometheus");
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = clock::now() + Duration::from_secs(20);
     loop {
         if let Ok(r) = http.get(format!("{url}/-/ready")).send().await
             && r.status().is_success()
         {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus not ready within 20 s"
-        );
+        assert!(clock::now() < deadline, "prometheus not ready within 20 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (Guard(child), url)
@@ -137,11 +134,11 @@ async fn drive_traffic(a: String, b: String, duration: Duration) -> u64 {
     }
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let end = Instant::now() + duration;
+    let end = clock::now() + duration;
     let loads = [2, 8, 20, 45, 90];
     let mut sent = 0u64;
     let mut n = 0usize;
-    while Instant::now() < end {
+    while clock::now() < end {
         tick.tick().await;
         let mut urls = vec![
             format!("{a}/kv/k"),
@@ -247,15 +244,15 @@ async fn probe_agrees_with_prometheus() {
         .expect("spawn tidescale probe");
     let stdout = probe.stdout.take().unwrap();
     let _probe = Guard(probe);
-    let started = Instant::now();
+    let started = clock::now();
     let collect = tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
         let mut out = Vec::new();
         while let Ok(Ok(Some(line))) =
             tokio::time::timeout(Duration::from_secs(70), lines.next_line()).await
         {
-            out.push((started.elapsed(), line));
-            if started.elapsed() > Duration::from_secs(46) {
+            out.push((clock::since(started), line));
+            if clock::since(started) > Duration::from_secs(46) {
                 break;
             }
         }
@@ -284,9 +281,26 @@ async fn probe_agrees_with_prometheus() {
             "too few steady reads of {m}: {steady:?}"
         );
     }
-    // Let Prometheus ingest its last scrapes before asking about the past.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let http = reqwest::Client::new();
+    // Ask about the past only once Prometheus has ingested a scrape after the last steady read:
+    // poll the newest sample's timestamp instead of sleeping for a guessed time.
+    let last_t = steady["rps"]
+        .iter()
+        .filter_map(|r| r["t"].as_f64())
+        .fold(0.0, f64::max);
+    let mut ingested = false;
+    for _ in 0..100 {
+        let newest = prom_query(&http, &prom, "max(timestamp(up))", last_t + 30.0).await;
+        if newest.first().is_some_and(|(_, ts)| *ts > last_t + 1.0) {
+            ingested = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ingested,
+        "Prometheus did not ingest a scrape after {last_t} within 10 s"
+    );
     let rate_q = format!("sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{WINDOW}]))");
     let per_instance_q =
         format!("sum by (instance) (rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{WINDOW}]))");

@@ -2,6 +2,8 @@
 //! gating, replacement of killed members, drained scale-down that loses no requests.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tidescale::engine::Replicas;
@@ -53,7 +55,7 @@ async fn wait_for(tries: u32, mut f: impl FnMut() -> bool) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_join_when_ready_are_replaced_when_killed_and_leave_before_stopping() {
     let pool = ProcessPool::start(pool_config());
-    let backends = pool.backends();
+    let backends = pool.endpoints();
     pool.scale_to(Replicas(3)).await.unwrap();
     assert!(
         backends.borrow().is_empty(),
@@ -136,8 +138,8 @@ async fn members_join_when_ready_are_replaced_when_killed_and_leave_before_stopp
 async fn scale_down_under_load_loses_no_request() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pool = ProcessPool::start(pool_config());
-    let backends = pool.backends();
-    let lb = Balancer::new(Strategy::LeastConnections, pool.backends());
+    let backends = pool.endpoints();
+    let lb = Balancer::new(Strategy::LeastConnections, pool.endpoints());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -152,9 +154,10 @@ async fn scale_down_under_load_loses_no_request() {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, done) = (client.clone(), url.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             for _ in 0..60 {
@@ -163,13 +166,23 @@ async fn scale_down_under_load_loses_no_request() {
                     Ok(r) => failures.push(format!("status {}", r.status())),
                     Err(e) => failures.push(format!("error {e}")),
                 }
+                done.fetch_add(1, Ordering::Relaxed);
             }
             failures
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Shrink by progress through the 480 requests, not by the clock: each step surely lands
+    // while requests are in flight, however fast or slow the machine is.
+    let reached = |n: usize| {
+        let done = done.clone();
+        move || done.load(Ordering::Relaxed) >= n
+    };
+    assert!(wait_for(400, reached(60)).await, "traffic did not start");
     pool.scale_to(Replicas(2)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        wait_for(400, reached(160)).await,
+        "traffic stalled at 2 replicas"
+    );
     pool.scale_to(Replicas(1)).await.unwrap();
     let mut failures = Vec::new();
     for t in tasks {

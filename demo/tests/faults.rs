@@ -225,7 +225,20 @@ async fn grace_expiry_is_reported_in_the_exit_code() {
     let mut svc = ServiceProcess::spawn(&["--shutdown-grace", "0.2"]);
     let url = format!("{}/work?ms=5000", svc.base);
     let slow = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Signal only once the slow request is in flight (the metrics request itself counts one).
+    let metrics = format!("{}/metrics", svc.base);
+    let c = client();
+    let started = eventually(200, || {
+        let (c, url) = (c.clone(), metrics.clone());
+        async move {
+            match c.get(url).send().await {
+                Ok(r) => in_flight(&r.text().await.unwrap_or_default()) >= 2.0,
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(started, "the slow request never was in flight");
     svc.signal("TERM");
     let code = tokio::task::spawn_blocking(move || svc.wait_exit(Duration::from_secs(10)))
         .await

@@ -21,7 +21,7 @@ use tidescale::adapter::auth::{
     AccessReviewer, Authenticator, Authorizer, AuthzMode, RequestHeaderAuth, TokenReviewer,
 };
 use tidescale::adapter::kube_auth::KubeReviewer;
-use tidescale::adapter::run::{AdapterArgs, AuthorizationMode, Prepared, run_on};
+use tidescale::adapter::run::{AdapterArgs, AuthorizationMode, Prepared, ReloadCounts, run_on};
 use tidescale::adapter::tls::ca_verifier;
 use tidescale::adapter::trust::TrustSource;
 use tokio::net::TcpListener;
@@ -198,6 +198,8 @@ pub struct Adapter {
     pub gauge: GaugeServer,
     pub reviews: ReviewLog,
     pub dir: tempfile::TempDir,
+    /// The trust watcher's re-reads, by outcome.
+    pub reloads: Arc<ReloadCounts>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -306,11 +308,13 @@ impl Adapter {
             cluster: None,
         };
         let roots = trust.load().await.unwrap();
+        let reloads = Arc::new(ReloadCounts::default());
         let prepared = Prepared {
             security,
             ca_hints,
             pods: None,
             trust: Some((trust, roots)),
+            reloads: reloads.clone(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -323,6 +327,7 @@ impl Adapter {
             .expect("adapter runs");
         });
         let a = Adapter {
+            reloads,
             port,
             pki,
             gauge,

@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Deserialize;
-use tokio::time::Instant;
+use tidescale_loadgen::clock::{self, Instant};
 
 /// Server state: when the stall window opens, relative to the first request seen.
 #[derive(Clone, Default)]
@@ -96,7 +96,7 @@ pub fn start(stall: Option<(Duration, Duration)>) -> TestServer {
 
 async fn root(State(stall): State<Stall>) -> &'static str {
     if let Some((after, length)) = stall.window {
-        let now = Instant::now();
+        let now = clock::now();
         let first = *stall.first.lock().expect("lock").get_or_insert(now);
         let (open, close) = (first + after, first + after + length);
         if now >= open && now < close {
