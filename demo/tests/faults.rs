@@ -156,6 +156,22 @@ fn in_flight(metrics: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Polls `{base}/metrics` until at least `n` requests are in flight, counting the metrics
+/// request itself (at most ~20 s).
+async fn in_flight_reaches(c: &reqwest::Client, base: &str, n: f64) -> bool {
+    eventually(200, || {
+        let c = c.clone();
+        let url = format!("{base}/metrics");
+        async move {
+            match c.get(url).send().await {
+                Ok(r) => in_flight(&r.text().await.unwrap_or_default()) >= n,
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
     let mut svc = ServiceProcess::spawn(&["--shutdown-grace", "120"]);
@@ -178,17 +194,7 @@ async fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
             Ok::<_, String>((status, body))
         }));
     }
-    let all_in = eventually(200, || {
-        let c = c.clone();
-        let url = format!("{base}/metrics");
-        async move {
-            match c.get(url).send().await {
-                Ok(r) => in_flight(&r.text().await.unwrap_or_default()) >= 51.0,
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
+    let all_in = in_flight_reaches(&c, &base, 51.0).await;
     assert!(all_in, "the 50 slow requests never were all in flight");
 
     svc.signal("TERM");
@@ -226,18 +232,7 @@ async fn grace_expiry_is_reported_in_the_exit_code() {
     let url = format!("{}/work?ms=5000", svc.base);
     let slow = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
     // Signal only once the slow request is in flight (the metrics request itself counts one).
-    let metrics = format!("{}/metrics", svc.base);
-    let c = client();
-    let started = eventually(200, || {
-        let (c, url) = (c.clone(), metrics.clone());
-        async move {
-            match c.get(url).send().await {
-                Ok(r) => in_flight(&r.text().await.unwrap_or_default()) >= 2.0,
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
+    let started = in_flight_reaches(&client(), &svc.base, 2.0).await;
     assert!(started, "the slow request never was in flight");
     svc.signal("TERM");
     let code = tokio::task::spawn_blocking(move || svc.wait_exit(Duration::from_secs(10)))
