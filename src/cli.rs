@@ -116,9 +116,14 @@ pub struct ProbeArgs {
     /// Read only this metric.
     #[arg(long)]
     pub metric: Option<String>,
-    /// Read once and exit (windowed scrape metrics are read twice, one interval apart).
+    /// Read once and exit. Windowed scrape metrics (rates, quantiles) are sampled every
+    /// interval for `--look` first, so the figure is true; the output says how long.
     #[arg(long)]
     pub once: bool,
+    /// With `--once`: how long to sample windowed metrics (default: their longest window, at
+    /// most 60 s).
+    #[arg(long, requires = "once")]
+    pub look: Option<crate::metric::DurationSpec>,
     /// Print one JSON object per metric per read.
     #[arg(long)]
     pub json: bool,

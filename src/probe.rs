@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::cli::ProbeArgs;
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::metric::{MetricId, Reading, ReadingValue, unix_seconds};
 use crate::source::{Aggregate, BuildContext, MetricSource, SourceConfig, SourceError};
 use crate::spec::{MetricSpec, ScalingPolicySpec, SpecError, load_policy_yaml, yaml_value};
@@ -60,7 +60,8 @@ pub enum ProbeError {
 struct Probed {
     name: String,
     kind: &'static str,
-    windowed: bool,
+    /// The window of a scrape rate or quantile: it needs samples over time to be true.
+    window: Option<Duration>,
     source: Result<Arc<dyn MetricSource>, SourceError>,
 }
 
@@ -75,6 +76,8 @@ pub struct ProbeLine {
     pub source: &'static str,
     /// What the read returned.
     pub reading: Result<Reading, SourceError>,
+    /// With `--once`: how long the probe sampled before this read, in seconds.
+    pub looked: Option<f64>,
 }
 
 /// The sources of a policy, ready to read.
@@ -162,14 +165,19 @@ impl Probe {
                     cfg.build(&ctx)
                 }
             };
-            let windowed = matches!(
-                &cfg,
-                SourceConfig::Scrape(s) if matches!(s.aggregate, Some(Aggregate::Rate { .. } | Aggregate::Quantile { .. }))
-            );
+            let window = match &cfg {
+                SourceConfig::Scrape(s) => match &s.aggregate {
+                    Some(Aggregate::Rate { window } | Aggregate::Quantile { window, .. }) => {
+                        Some(window.get())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
             metrics.push(Probed {
                 name: m.name.clone(),
                 kind: cfg.kind(),
-                windowed,
+                window,
                 source,
             });
         }
@@ -201,19 +209,28 @@ impl Probe {
                 metric: m.name.clone(),
                 source: m.kind,
                 reading,
+                looked: None,
             }
         });
         futures::future::join_all(reads).await
     }
 
-    /// Primes windowed scrape metrics (their first read has no rate yet); results are dropped.
-    pub async fn prime(&self) {
+    /// Samples the windowed scrape metrics once (a rate needs samples over time); the
+    /// results are dropped.
+    pub async fn sample(&self) {
         let reads = self
             .metrics
             .iter()
-            .filter(|m| m.windowed)
+            .filter(|m| m.window.is_some())
             .filter_map(|m| m.source.as_ref().ok());
         futures::future::join_all(reads.map(|s| s.read())).await;
+    }
+
+    /// How long `--once` samples before it reads: the longest window of a windowed metric, at
+    /// most `cap`, and at least one interval when there is one (none: no wait).
+    pub fn look(&self, cap: Duration) -> Duration {
+        let longest = self.metrics.iter().filter_map(|m| m.window).max();
+        longest.map_or(Duration::ZERO, |w| w.min(cap).max(self.interval))
     }
 }
 
@@ -250,6 +267,9 @@ impl ProbeLine {
                     "failed": r.failed,
                     "error": null,
                 });
+                if let Some(looked) = self.looked {
+                    j["looked"] = json!(looked);
+                }
                 if let Some(req) = &r.requests {
                     j["requests"] = json!(
                         req.iter()
@@ -283,6 +303,9 @@ impl ProbeLine {
                     s += &format!(" [{}]", list.join(", "));
                 }
                 s += &format!(" ({}: {})", self.source, r.origin);
+                if let Some(looked) = self.looked {
+                    s += &format!(" [sampled for {looked:.1} s]");
+                }
                 for (pod, why) in &r.failed {
                     s += &format!("\n  {pod} failed: {why}");
                 }
@@ -293,6 +316,10 @@ impl ProbeLine {
     }
 }
 
+/// Longest `--once` samples by default: a true rate needs samples over its window, but a
+/// one-off check should not wait for a five-minute window.
+pub const ONCE_LOOK_CAP: Duration = Duration::from_secs(60);
+
 /// Runs the probe: reads at the policy's interval until `--reads`, `--once` or `shutdown`.
 pub async fn run(
     args: &ProbeArgs,
@@ -300,29 +327,69 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ProbeError> {
     let probe = Probe::load(args).await?;
-    let mut ticker = tokio::time::interval(probe.interval());
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let limit = if args.once { Some(1) } else { args.reads };
     tokio::pin!(shutdown);
     if args.once {
-        probe.prime().await;
-        ticker.tick().await;
+        let look = args
+            .look
+            .map_or_else(|| probe.look(ONCE_LOOK_CAP), |d| d.get());
+        let Some(lines) = read_once(&probe, look, &mut shutdown).await else {
+            return Ok(());
+        };
+        return print(&lines, args.json, out);
     }
+    let mut ticker = tokio::time::interval(probe.interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut done = 0u64;
-    while limit.is_none_or(|n| done < n) {
+    while args.reads.is_none_or(|n| done < n) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = &mut shutdown => break,
         }
-        for line in probe.read_all().await {
-            if args.json {
-                writeln!(out, "{}", line.to_json())?;
-            } else {
-                writeln!(out, "{}", line.to_text())?;
-            }
-        }
-        out.flush()?;
+        print(&probe.read_all().await, args.json, out)?;
         done += 1;
     }
+    Ok(())
+}
+
+/// `--once`: samples the windowed metrics every interval for `look`, then reads every metric
+/// and says how long it sampled; `None` when `shutdown` came first.
+async fn read_once(
+    probe: &Probe,
+    look: Duration,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<Vec<ProbeLine>> {
+    let started = clock::now();
+    if !look.is_zero() {
+        probe.sample().await;
+        let mut ticker = tokio::time::interval_at(started + probe.interval(), probe.interval());
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.as_mut() => return None,
+            }
+            if clock::since(started) >= look {
+                break;
+            }
+            probe.sample().await;
+        }
+    }
+    let looked = clock::since(started).as_secs_f64();
+    let mut lines = probe.read_all().await;
+    for line in &mut lines {
+        line.looked = Some(looked);
+    }
+    Some(lines)
+}
+
+fn print(lines: &[ProbeLine], json: bool, out: &mut impl Write) -> Result<(), ProbeError> {
+    for line in lines {
+        if json {
+            writeln!(out, "{}", line.to_json())?;
+        } else {
+            writeln!(out, "{}", line.to_text())?;
+        }
+    }
+    out.flush()?;
     Ok(())
 }

@@ -9,8 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde_json::Value;
-use tidescale::clock;
+use tidescale::clock::{self, Clock};
+use tidescale::control::{CountingRecorder, LoopOptions, PolicyLoop, TickRecord};
+use tidescale::engine::Replicas;
+use tidescale::metric::{MetricId, unix_seconds};
+use tidescale::source::BuildContext;
+use tidescale::spec::load_policy_yaml;
+use tidescale::target::FakeTarget;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -187,6 +195,60 @@ async fn prom_query(
         .collect()
 }
 
+fn num_f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// `tidescale probe --once --look 10s` on the rps metric, started after `delay`.
+async fn probe_once_later(policy: PathBuf, delay: Duration) -> Value {
+    tokio::time::sleep(delay).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_tidescale"))
+        .arg("probe")
+        .arg(&policy)
+        .args(["--metric", "rps", "--once", "--look", "10s", "--json"])
+        .output()
+        .await
+        .expect("run tidescale probe --once");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A policy loop over the two pods, started 12 s into the traffic and run for its first 30 s
+/// window (1 s interval, rps per pod against a target the steady load meets): the wall time
+/// it started at, and its tick records.
+async fn loop_first_window(a: String, b: String) -> (f64, Vec<TickRecord>) {
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let endpoints = format!("[\"{a}/metrics\", \"{b}/metrics\"]");
+    let policy = format!(
+        "targetRef: {{kind: ProcessPool, name: demo}}\nminReplicas: 1\nmaxReplicas: 10\ninterval: 1s\nmetrics:\n\
+         - name: rps\n  scrape: {{endpoints: {endpoints}, metric: http_requests_total, labels: {{route: \"{KV_ROUTE}\"}}, aggregate: {{rate: {{window: {WINDOW}}}}}}}\n  target: {{type: AverageValue, averageValue: \"75\"}}\n"
+    );
+    let (spec, policy) = load_policy_yaml(&policy).expect("a valid policy");
+    let host = |u: &str| u.trim_start_matches("http://").to_string();
+    let target =
+        Arc::new(FakeTarget::new("demo", Replicas(2)).with_pod_names(vec![host(&a), host(&b)]));
+    let ctx = BuildContext::new(MetricId::new("local", ""), reqwest::Client::new());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let options = LoopOptions::every("first-window", Duration::from_secs(1));
+    let recorder = Arc::new(CountingRecorder::default());
+    let policy_loop = PolicyLoop::new(&spec, policy, target, ctx, None, recorder, options)
+        .expect("the loop builds")
+        .with_records(tx);
+    let start_unix = unix_seconds(Clock::start().now().1);
+    let window = Duration::from_secs(30);
+    tokio::spawn(policy_loop.run(tokio::time::sleep(window)));
+    let mut records = Vec::new();
+    while let Some((record, _)) = rx.recv().await {
+        records.push(record);
+    }
+    (start_unix, records)
+}
+
 fn num(v: &Value) -> f64 {
     v.as_str()
         .unwrap_or_else(|| panic!("not a number string: {v}"))
@@ -258,9 +320,17 @@ async fn probe_agrees_with_prometheus() {
         }
         out
     });
+    // A one-off probe started mid-run, and a policy loop started just after the traffic.
+    let once = tokio::spawn(probe_once_later(
+        policy_path.clone(),
+        Duration::from_secs(20),
+    ));
+    let first_window = tokio::spawn(loop_first_window(a.clone(), b.clone()));
     let sent = drive_traffic(a.clone(), b.clone(), Duration::from_secs(46)).await;
     assert!(sent > 5_000, "only {sent} requests sent");
     let lines = collect.await.unwrap();
+    let once = once.await.unwrap();
+    let first_window = first_window.await.unwrap();
 
     // Reads taken once the traffic has been steady for a whole window.
     let mut steady: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -323,6 +393,51 @@ async fn probe_agrees_with_prometheus() {
             within(num(&r["value"]), theirs[0].1, &format!("{m} at {t:.0}"));
         }
     }
+    // `--once` samples for its look (10 s) and then reads the true rate, not a fraction of it.
+    assert_eq!(once["metric"], "rps");
+    assert!(num_f(&once["looked"]) >= 10.0, "{once}");
+    // Compared with Prometheus over a window the traffic fully covers, the span it looked.
+    let short_q = format!("sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[10s]))");
+    let t = num_f(&once["t"]);
+    let theirs = prom_query(&http, &prom, &short_q, t).await;
+    within(
+        num(&once["value"]),
+        theirs[0].1,
+        &format!("probe --once rate at {t:.0}"),
+    );
+    // A loop started under steady load: its first rate reading is true and it never proposes
+    // a scale-down in its first window.
+    let (start_unix, records) = first_window;
+    let first = records
+        .iter()
+        .find_map(|r| match r.metrics.get("rps") {
+            Some(Ok(v)) => Some((r.t, *v)),
+            _ => None,
+        })
+        .expect("the loop read a rate in its first window");
+    // Its first reading covers what the loop has seen (a quarter of the window at least):
+    // Prometheus is asked about the same span.
+    let at = start_unix + first.0;
+    assert!(first.0 >= 7.0, "a first reading after {:.1} s", first.0);
+    let span_q = format!(
+        "sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{}s]))",
+        first.0.round()
+    );
+    let theirs = prom_query(&http, &prom, &span_q, at).await;
+    within(
+        first.1,
+        theirs[0].1,
+        &format!("the loop's first rate at {at:.0}"),
+    );
+    let downs: Vec<&str> = records
+        .iter()
+        .filter(|r| r.desired < r.current)
+        .map(|r| r.line.as_str())
+        .collect();
+    assert!(
+        downs.is_empty(),
+        "scale-down in the first window: {downs:?}"
+    );
     // The Prometheus source reads the same numbers through PromQL.
     for (ours, via_prom) in steady["rps"].iter().zip(&steady["prom_rps"]) {
         within(

@@ -21,6 +21,8 @@ struct FakeState {
     replicas: Replicas,
     calls: Vec<Replicas>,
     failing: Option<String>,
+    /// Names for the first members, e.g. the endpoints a scrape source reads them by.
+    names: Vec<String>,
 }
 
 impl FakeTarget {
@@ -33,6 +35,13 @@ impl FakeTarget {
                 ..FakeState::default()
             }),
         }
+    }
+
+    /// The same target with its first members named `names` (the rest keep `name-i`), so a
+    /// source that keys its per-pod values by endpoint lines up with the pod list.
+    pub fn with_pod_names(self, names: Vec<String>) -> Self {
+        self.state.lock().expect("fake target poisoned").names = names;
+        self
     }
 
     /// Every count `scale_to` was called with, in order.
@@ -76,7 +85,9 @@ impl ScaleTarget for FakeTarget {
             self.check(&state)?;
             let pods = (0..state.replicas.get())
                 .map(|i| PodStatus {
-                    name: format!("{}-{i}", self.name.rsplit('/').next().unwrap_or(&self.name)),
+                    name: state.names.get(i as usize).cloned().unwrap_or_else(|| {
+                        format!("{}-{i}", self.name.rsplit('/').next().unwrap_or(&self.name))
+                    }),
                     phase: PodPhase::Running,
                     ready: true,
                     age: Duration::from_secs(3600),
@@ -115,6 +126,16 @@ mod tests {
         assert_eq!(t.status().await.unwrap().ready, Replicas(2));
         t.scale_to(Replicas(5)).await.unwrap();
         assert_eq!(t.status().await.unwrap().pods.len(), 5);
+        let named = FakeTarget::new("web", Replicas(3)).with_pod_names(vec!["a:1".into()]);
+        let names: Vec<String> = named
+            .status()
+            .await
+            .unwrap()
+            .pods
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["a:1", "web-1", "web-2"]);
         t.set_failing(Some("api down"));
         assert!(t.scale_to(Replicas(1)).await.is_err());
         assert!(t.status().await.is_err());

@@ -27,6 +27,9 @@ pub struct EndpointHistory {
     pub series: HashMap<Box<str>, Series>,
     /// When a scrape of this endpoint last succeeded.
     pub last_ok: Option<Instant>,
+    /// When a scrape of this endpoint first succeeded: windows reaching further back than this
+    /// are not covered by samples yet.
+    pub first_ok: Option<Instant>,
 }
 
 /// One selected sample of a fresh scrape.
@@ -44,6 +47,7 @@ impl EndpointHistory {
     /// Appends one successful scrape taken at `at`, then forgets points older than `keep`.
     pub fn record(&mut self, at: Instant, samples: &[Selected], keep: Duration) {
         self.last_ok = Some(at);
+        self.first_ok.get_or_insert(at);
         for s in samples {
             if !self.series.contains_key(&s.key) && self.series.len() >= MAX_SERIES_PER_ENDPOINT {
                 continue;
@@ -71,6 +75,17 @@ impl EndpointHistory {
             }
             !s.points.is_empty()
         });
+    }
+
+    /// The part of a `window` (seconds) ending at `now` that samples cover: the whole window
+    /// once the endpoint has been scraped for that long, else the time since its first scrape.
+    /// A rate over a window that is not yet covered is a rate over this span: extrapolating a
+    /// second of samples to a whole window would report a fraction of the true rate.
+    pub fn covered(&self, now: Instant, window: f64) -> f64 {
+        match self.first_ok {
+            Some(first) => window.min(now.saturating_duration_since(first).as_secs_f64()),
+            None => 0.0,
+        }
     }
 
     /// The points of one series as `(seconds relative to now, value)`, written into `out`

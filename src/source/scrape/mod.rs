@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::metric::{MetricId, Reading};
+use crate::metric::{DurationSpec, MetricId, Reading};
 use crate::source::exposition::{ExpoSample, ExpositionParser, TextParser, in_family};
 use crate::source::{
     Aggregate, BuildContext, MetricSource, PodAddress, Reduce, ScrapeConfig, SourceError,
@@ -312,6 +312,14 @@ impl ScrapeSource {
         Ok(samples.len())
     }
 
+    /// Whether readings are computed over a window (rates and quantiles).
+    fn windowed(&self) -> bool {
+        matches!(
+            self.cfg.aggregate,
+            Some(Aggregate::Rate { .. } | Aggregate::Quantile { .. })
+        )
+    }
+
     /// Computes the reading at `now` from the history of the endpoints that `answered` this
     /// round: gauge per pod, counter rate per pod, or the merged histogram quantile.
     pub fn aggregate(
@@ -327,9 +335,28 @@ impl ScrapeSource {
             endpoint: origin.to_string(),
             why,
         };
-        let answered = answered
+        let all: Vec<(&String, &EndpointHistory)> = answered
             .iter()
-            .filter_map(|n| history.get(n).map(|h| (n, h)));
+            .filter_map(|n| history.get(n).map(|h| (n, h)))
+            .collect();
+        // A windowed reading uses the endpoints whose samples cover enough of the window; a
+        // rate over a second of a long window would be noise presented as a figure.
+        let window = self.window().as_secs_f64();
+        let answered = all
+            .iter()
+            .copied()
+            .filter(|(_, h)| !self.windowed() || warm(h, now, window));
+        if self.windowed() && !all.is_empty() && answered.clone().next().is_none() {
+            let covered = all
+                .iter()
+                .map(|(_, h)| h.covered(now, window))
+                .fold(0.0, f64::max);
+            return Err(no_data(format!(
+                "warming up: samples cover {covered:.1} s of the {} window (a reading needs {:.1} s)",
+                DurationSpec(self.window()),
+                window * MIN_COVERED_SHARE
+            )));
+        }
         let reading = match &self.cfg.aggregate {
             None => gauge(answered, Reduce::Avg, wall, origin),
             Some(Aggregate::Gauge { reduce }) => gauge(answered, *reduce, wall, origin),
@@ -338,6 +365,7 @@ impl ScrapeSource {
                 let mut pods = BTreeMap::new();
                 let mut buf = Vec::new();
                 for (name, h) in answered {
+                    let w = h.covered(now, w);
                     let mut sum = None;
                     for s in h.series.values() {
                         EndpointHistory::relative_into(s, now, &mut buf);
@@ -357,6 +385,7 @@ impl ScrapeSource {
                 let mut by_le: HashMap<u64, f64> = HashMap::new();
                 let mut buf = Vec::new();
                 for (_, h) in answered {
+                    let w = h.covered(now, w);
                     for s in h.series.values() {
                         let Some(le) = s.le else { continue };
                         EndpointHistory::relative_into(s, now, &mut buf);
@@ -394,6 +423,16 @@ impl ScrapeSource {
         }
         Ok(reading)
     }
+}
+
+/// The share of a window that samples must cover before a rate or quantile over it is read
+/// (over the covered span). A quarter keeps a restarted loop's first readings from being the
+/// noise of a second or two, and waits at most a quarter window for them.
+pub const MIN_COVERED_SHARE: f64 = 0.25;
+
+/// Whether an endpoint's samples cover enough of `window` (seconds) to be read.
+fn warm(h: &EndpointHistory, now: Instant, window: f64) -> bool {
+    h.covered(now, window) >= window * MIN_COVERED_SHARE
 }
 
 /// Gauge per pod: the latest values of the pod's matching series summed; then the reduction.

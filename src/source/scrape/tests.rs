@@ -133,6 +133,38 @@ async fn counter_rate_per_pod_with_label_matchers() {
 }
 
 #[tokio::test]
+async fn a_window_not_yet_covered_reads_the_rate_over_what_it_covers() {
+    // Two scrapes a second apart in a 4 s window: the rate is the rate over that second, not
+    // the increase spread over the window (which would read about half the truth).
+    let a = TestEndpoint::start(counter_page(200.0, 1e5)).await;
+    let c = cfg(
+        "metric: http_requests_total\nlabels: {route: /kv}\naggregate: {rate: {window: 4s}}\n",
+        &[&a],
+    );
+    let src = ScrapeSource::new(c, &ctx()).unwrap();
+    let r = read_every(&src, 2, Duration::from_secs(1)).await.unwrap();
+    assert!((r.total() - 200.0).abs() < 20.0, "{}", r.total());
+    let r = read_every(&src, 2, Duration::from_secs(1)).await.unwrap();
+    assert!((r.total() - 200.0).abs() < 20.0, "{}", r.total());
+}
+
+#[tokio::test]
+async fn a_window_mostly_uncovered_is_warming_up_not_a_figure() {
+    let a = TestEndpoint::start(counter_page(200.0, 1e5)).await;
+    let c = cfg(
+        "metric: http_requests_total\nlabels: {route: /kv}\naggregate: {rate: {window: 20s}}\n",
+        &[&a],
+    );
+    let src = ScrapeSource::new(c, &ctx()).unwrap();
+    let e = read_every(&src, 2, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SourceError::NoData { .. }), "{e}");
+    assert!(e.to_string().contains("warming up"), "{e}");
+    assert!(e.to_string().contains("needs 5.0 s"), "{e}");
+}
+
+#[tokio::test]
 async fn restarted_pod_counts_as_a_reset_not_a_negative_rate() {
     let a = TestEndpoint::start(counter_page(50.0, 0.0)).await;
     let c = cfg(
