@@ -18,7 +18,9 @@ use tidescale::clock::{self, Instant};
 use tidescale::control::CountingRecorder;
 use tidescale::control::policy_loop::{LoopSource, PolicyLoop};
 use tidescale::engine::Replicas;
-use tidescale::local::demo::{Cadence, DEFAULT_POLICY, hpa_defaults, loop_options};
+use tidescale::local::demo::{
+    Cadence, DEFAULT_POLICY, HPA_SYNC_PERIOD, hpa_defaults, loop_options,
+};
 use tidescale::local::report::median;
 use tidescale::metric::{MetricId, Reading};
 use tidescale::source::{MetricSource, SourceError};
@@ -86,7 +88,7 @@ async fn reaction(cadence: Cadence, step_at_s: f64) -> Option<f64> {
         target,
         None,
         Arc::new(CountingRecorder::default()),
-        loop_options(&spec, cadence),
+        loop_options(&spec, cadence, HPA_SYNC_PERIOD),
     )
     .expect("the loop builds")
     .with_records(tx);

@@ -73,9 +73,9 @@ pub struct DemoArgs {
     /// The `seconds,rps` CSV for `--profile trace`.
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Length of the run (and of the comparison run).
-    #[arg(long, default_value = "90s")]
-    pub duration: crate::metric::DurationSpec,
+    /// Length of each run (default: 90s, or 15m for the diurnal profile).
+    #[arg(long)]
+    pub duration: Option<crate::metric::DurationSpec>,
     /// Requests per second outside bursts.
     #[arg(long, default_value_t = crate::local::demo::BASE_RPS)]
     pub base_rps: f64,
@@ -94,9 +94,13 @@ pub struct DemoArgs {
     /// Where the report is written.
     #[arg(long, default_value = "demo-report")]
     pub report: PathBuf,
-    /// Replay the same traffic under the native HPA's defaults and compare.
-    #[arg(long, value_enum)]
-    pub compare: Option<crate::local::demo::Compare>,
+    /// Replay the same traffic under one or more baselines and compare (comma-separated):
+    /// hpa-defaults, hpa-same-behavior, tidescale-defaults.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub compare: Vec<crate::local::demo::Compare>,
+    /// How often the HPA baselines' metrics pipeline publishes readings (metrics-server: 15s).
+    #[arg(long, default_value = "15s")]
+    pub pipeline_resolution: crate::metric::DurationSpec,
     /// Seed of the request mix.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -213,7 +217,9 @@ impl From<DemoArgs> for crate::local::demo::DemoConfig {
         Self {
             profile: a.profile,
             trace: a.trace,
-            duration: a.duration.0,
+            duration: a
+                .duration
+                .map_or_else(|| a.profile.default_duration(), |d| d.0),
             base_rps: a.base_rps,
             peak_rps: a.peak_rps,
             policy: a.policy,
@@ -221,6 +227,7 @@ impl From<DemoArgs> for crate::local::demo::DemoConfig {
             redis: a.redis,
             report: a.report,
             compare: a.compare,
+            pipeline_resolution: a.pipeline_resolution.0,
             seed: a.seed,
             slo: std::time::Duration::from_millis(a.slo_ms),
             live: !a.quiet,

@@ -5,14 +5,11 @@
 //! HPA's timing and default behaviour (15 s evaluations on 15 s-old metrics, `behavior`
 //! defaults, tolerance 0.1), with the same metrics and targets, and the two are put side by side.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidescale_loadgen::{
-    HumanDuration, LiveStats, Load, Mix, MixEntry, RequestKind, RunConfig, Runner, Schedule,
-    Segment,
-};
+use tidescale_loadgen::{HumanDuration, LiveStats, Load, RunConfig, Runner};
 
 use super::balancer::{self, Balancer, Strategy};
 use super::live::LiveView;
@@ -21,9 +18,8 @@ use super::report::{self, RunResult, Sample, SummaryError};
 use crate::clock;
 use crate::control::{CountingRecorder, LoopOptions, PolicyLoop, TickRecord};
 use crate::engine::{Decision, Policy, Replicas, Requests};
-use crate::metric::DurationSpec;
 use crate::source::BuildContext;
-use crate::spec::{BehaviorSpec, ScalingPolicySpec, ScalingRulesSpec, SpecError, load_policy_yaml};
+use crate::spec::{ScalingPolicySpec, SpecError, load_policy_yaml};
 use crate::store::SampleStore;
 use crate::target::{PoolConfig, ProcessPool, ScaleTarget};
 
@@ -37,27 +33,10 @@ pub const PEAK_RPS: f64 = 480.0;
 /// Worker time of each `/work` request in the default traffic.
 pub const WORK_MS: u64 = 50;
 
-/// The traffic shapes of `--profile`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Profile {
-    /// Base load, a burst to the peak for a third of the run, base again.
-    Spike,
-    /// A slow ramp from base to peak and back.
-    Ramp,
-    /// Two sine cycles between base and peak.
-    Sine,
-    /// ×4 steps: base and four times base, alternating every 20 s.
-    Steps,
-    /// A recorded `seconds,rps` CSV curve (`--trace FILE`).
-    Trace,
-}
-
-/// What to compare the run with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compare {
-    /// The native HPA's default timing and behaviour on the same metrics.
-    HpaDefaults,
-}
+pub use super::baseline::{
+    Cadence, Compare, HPA_SYNC_PERIOD, describe, hpa_defaults, loop_options,
+};
+pub use super::traffic::{Profile, mix, schedule};
 
 /// Everything `tidescale demo` needs, as plain data.
 #[derive(Clone, Debug)]
@@ -80,8 +59,12 @@ pub struct DemoConfig {
     pub redis: Option<String>,
     /// Where the report goes.
     pub report: PathBuf,
-    /// A second run to compare with.
-    pub compare: Option<Compare>,
+    /// Runs to compare with, in order.
+    pub compare: Vec<Compare>,
+    /// How often the modelled metrics pipeline publishes readings for the HPA baselines
+    /// (metrics-server's default resolution is 15 s; with Prometheus and an adapter it is the
+    /// scrape interval plus the adapter's refresh).
+    pub pipeline_resolution: Duration,
     /// Seed of the request mix.
     pub seed: u64,
     /// The p95 latency objective for the report.
@@ -131,101 +114,6 @@ fn local(what: &'static str) -> impl FnOnce(String) -> DemoError {
     move |why| DemoError::Local { what, why }
 }
 
-/// The traffic schedule for a profile over `duration`.
-pub fn schedule(config: &DemoConfig) -> Result<Schedule, DemoError> {
-    let d = config.duration.as_secs_f64();
-    let (base, peak) = (config.base_rps, config.peak_rps);
-    let secs = |s: f64| HumanDuration(Duration::from_secs_f64(s.max(0.001)));
-    let segments = match config.profile {
-        Profile::Spike => vec![Segment::Spike {
-            base,
-            peak,
-            at: secs(0.2 * d),
-            length: secs(d / 3.0),
-            duration: secs(d),
-        }],
-        Profile::Ramp => vec![
-            Segment::Ramp {
-                from: base,
-                to: peak,
-                duration: secs(d / 2.0),
-            },
-            Segment::Ramp {
-                from: peak,
-                to: base,
-                duration: secs(d / 2.0),
-            },
-        ],
-        Profile::Sine => vec![Segment::Sine {
-            min: base,
-            max: peak,
-            period: secs(d / 2.0),
-            duration: secs(d),
-        }],
-        Profile::Steps => {
-            let cycles = ((d / 40.0).floor() as usize).max(1);
-            let half = d / (2.0 * cycles as f64);
-            (0..cycles)
-                .flat_map(|_| {
-                    [
-                        Segment::Constant {
-                            rps: base,
-                            duration: secs(half),
-                        },
-                        Segment::Constant {
-                            rps: base * 4.0,
-                            duration: secs(half),
-                        },
-                    ]
-                })
-                .collect()
-        }
-        Profile::Trace => {
-            let file = config
-                .trace
-                .clone()
-                .ok_or_else(|| DemoError::Traffic("--profile trace needs --trace FILE".into()))?;
-            vec![Segment::Trace {
-                file: Some(file),
-                points: Vec::new(),
-            }]
-        }
-    };
-    let mut schedule = Schedule { segments };
-    schedule
-        .load_traces(Path::new("."))
-        .map_err(|e| DemoError::Traffic(e.to_string()))?;
-    schedule
-        .validate()
-        .map_err(|e| DemoError::Traffic(e.to_string()))?;
-    Ok(schedule)
-}
-
-/// The default request mix: mostly `/work` (fixed capacity per replica), some key-value calls.
-pub fn mix() -> Mix {
-    Mix {
-        entries: vec![
-            MixEntry {
-                weight: 18,
-                request: RequestKind::Template {
-                    method: "GET".into(),
-                    path: format!("/work?ms={WORK_MS}"),
-                    body: None,
-                },
-            },
-            MixEntry {
-                weight: 1,
-                request: RequestKind::GetKv,
-            },
-            MixEntry {
-                weight: 1,
-                request: RequestKind::PutKv { value_bytes: 64 },
-            },
-        ],
-        keys: 200,
-    }
-}
-
 /// Loads the policy (the file's or the embedded one) and checks it targets a pool.
 pub fn load_policy(config: &DemoConfig) -> Result<(ScalingPolicySpec, Policy), DemoError> {
     let text = match &config.policy {
@@ -240,58 +128,6 @@ pub fn load_policy(config: &DemoConfig) -> Result<(ScalingPolicySpec, Policy), D
         return Err(DemoError::NotAPool(spec.target_ref.kind.clone()));
     }
     Ok((spec, policy))
-}
-
-/// The same policy under the native HPA's defaults: 15 s interval, default behaviour, tolerance 0.1.
-pub fn hpa_defaults(spec: &ScalingPolicySpec) -> Result<(ScalingPolicySpec, Policy), DemoError> {
-    let mut spec = spec.clone();
-    spec.interval = Some(DurationSpec(Duration::from_secs(15)));
-    spec.behavior = Some(hpa_default_behavior());
-    let policy = spec.validate()?;
-    Ok((spec, policy))
-}
-
-/// The HPA's `behavior` defaults written out (§4.8): scale up by 4 pods or 100 % per 15 s,
-/// scale down after a 300 s window by up to 100 % per 15 s, tolerance 0.1 each way, no cooldown.
-fn hpa_default_behavior() -> BehaviorSpec {
-    BehaviorSpec {
-        scale_up: Some(ScalingRulesSpec {
-            stabilization_window_seconds: Some(0),
-            tolerance: Some(0.1),
-            ..ScalingRulesSpec::default()
-        }),
-        scale_down: Some(ScalingRulesSpec {
-            stabilization_window_seconds: Some(300),
-            tolerance: Some(0.1),
-            ..ScalingRulesSpec::default()
-        }),
-    }
-}
-
-/// How a run reads and decides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cadence {
-    /// Read and decide every policy interval, on fresh readings (tidescale).
-    Policy,
-    /// Decide every policy interval on readings a metrics pipeline published at that
-    /// resolution (the native HPA on metrics-server or an adapter).
-    MetricsPipeline,
-}
-
-/// How often a run of `spec` reads and decides under `cadence`.
-pub fn loop_options(spec: &ScalingPolicySpec, cadence: Cadence) -> LoopOptions {
-    let interval = spec.interval.map(|d| d.0).unwrap_or(Duration::from_secs(5));
-    match cadence {
-        Cadence::Policy => LoopOptions::every(&spec.target_ref.name, interval),
-        // The HPA decides every `interval` on what a metrics pipeline published at that
-        // resolution, while the metrics themselves are collected continuously.
-        Cadence::MetricsPipeline => LoopOptions {
-            interval: Duration::from_secs(1),
-            evaluate_every: interval.as_secs().max(1) as u32,
-            resolution: interval,
-            ..LoopOptions::every(&spec.target_ref.name, interval)
-        },
-    }
 }
 
 /// One run of the whole loop; returns what happened.
@@ -310,7 +146,8 @@ pub async fn run_once(
     let pool = start_pool(config, spec, redis).await?;
     let front = Front::start(config.strategy, &pool).await?;
     let (rec_tx, rec_rx) = tokio::sync::mpsc::unbounded_channel();
-    let policy_loop = build_loop(spec, policy, cadence, &pool)?.with_records(rec_tx);
+    let options = loop_options(spec, cadence, config.pipeline_resolution);
+    let policy_loop = build_loop(spec, policy, options, &pool)?.with_records(rec_tx);
 
     let schedule = schedule(config)?;
     let mut run = RunConfig::new(front.url.clone(), Load::Schedule(schedule.clone()));
@@ -438,7 +275,7 @@ impl Front {
 fn build_loop(
     spec: &ScalingPolicySpec,
     policy: Policy,
-    cadence: Cadence,
+    options: LoopOptions,
     pool: &Arc<ProcessPool>,
 ) -> Result<PolicyLoop, DemoError> {
     let http = reqwest::Client::builder()
@@ -452,7 +289,7 @@ fn build_loop(
             cpu: Some(1000),
             memory: None,
         },
-        ..loop_options(spec, cadence)
+        ..options
     };
     let target: Arc<dyn ScaleTarget> = pool.clone();
     // The store keeps the latest reading of every metric, as the adapter would serve it.
@@ -554,16 +391,19 @@ pub async fn run(config: DemoConfig) -> Result<String, DemoError> {
         )
         .await?,
     ];
-    if let Some(Compare::HpaDefaults) = config.compare {
-        let (hspec, hpolicy) = hpa_defaults(&spec)?;
-        eprintln!("tidescale demo: second run with the native HPA's defaults (15 s evaluations)");
+    for baseline in &config.compare {
+        let (bspec, bpolicy, cadence) = baseline.setup(&spec)?;
+        eprintln!(
+            "tidescale demo: {}",
+            describe(*baseline, config.pipeline_resolution)
+        );
         runs.push(
             run_once(
                 &config,
-                "hpa-defaults",
-                &hspec,
-                hpolicy,
-                Cadence::MetricsPipeline,
+                baseline.label(),
+                &bspec,
+                bpolicy,
+                cadence,
                 redis_url.as_deref(),
             )
             .await?,

@@ -1,12 +1,11 @@
 //! The demo's report: reaction times, replica-seconds, SLO share and failures, as Markdown,
 //! JSON, per-tick decisions and timeline charts (and a side-by-side when comparing).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tidescale_loadgen::chart::{self, Chart, Panel, Series, Style};
-use tidescale_loadgen::{Report as LoadReport, Schedule};
+use tidescale_loadgen::chart::{self, Chart};
+use tidescale_loadgen::{Report as LoadReport, Schedule, SecondStats};
 
 use crate::control::TickRecord;
 
@@ -74,20 +73,38 @@ pub struct RunSummary {
     pub label: String,
     /// One entry per load step of the schedule.
     pub reactions: Vec<Reaction>,
-    /// Median seconds from a step to the first scale-up decision.
+    /// Load steps in the schedule: every one counts.
+    pub steps: usize,
+    /// When the steps that got no scale-up decision before the next step (or the end) were.
+    pub missed_steps: Vec<f64>,
+    /// Median seconds from a step to the first scale-up decision, over the steps that got one.
     pub median_decision_s: Option<f64>,
-    /// Median seconds from a step to a new replica ready.
+    /// Median seconds from a step to a new replica ready, over the steps that got one.
     pub median_ready_s: Option<f64>,
     /// Σ running replicas × seconds.
     pub replica_seconds: f64,
-    /// Share of seconds (with responses) whose p95 met the objective.
+    /// Share of the seconds with scheduled traffic that met the objective: p95 within it and at
+    /// most 5 % of the second's scheduled requests failed (a failed or dropped request has no
+    /// latency, so beyond 5 % the second's p95 cannot have been met).
     pub slo_share: f64,
     /// The objective, milliseconds.
     pub slo_ms: f64,
+    /// Requests the schedule asked for.
+    pub scheduled: u64,
     /// Requests sent.
     pub requests: u64,
-    /// Requests that failed: transport errors, timeouts and 5xx (404s of unknown keys are answers).
+    /// Requests that failed: `errors + timeouts + dropped`.
     pub failed: u64,
+    /// Requests answered with 5xx or lost to a connection error (404s of unknown keys are
+    /// answers, not errors).
+    pub errors: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// Requests the load generator never sent (in-flight cap): the schedule asked for them and
+    /// nobody served them.
+    pub dropped: u64,
+    /// Requests sent later than scheduled (reported beside the failures, not among them).
+    pub late: u64,
     /// The most replicas asked for.
     pub peak_replicas: i32,
     /// Rescales done.
@@ -149,6 +166,24 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// The share of the seconds with scheduled traffic that met the objective (see
+/// [`RunSummary::slo_share`]).
+pub fn slo_share(timeline: &[SecondStats], slo_ms: f64) -> f64 {
+    let seconds: Vec<&SecondStats> = timeline.iter().filter(|s| s.offered > 0).collect();
+    if seconds.is_empty() {
+        return 0.0;
+    }
+    let met = seconds
+        .iter()
+        .filter(|s| {
+            let failed = s.dropped + s.errors.total() - s.errors.http_4xx;
+            let answered = s.achieved > 0 && s.p95_ms <= slo_ms;
+            answered && failed as f64 <= 0.05 * s.offered as f64
+        })
+        .count();
+    met as f64 / seconds.len() as f64
+}
+
 /// Computes a run's figures.
 pub fn summarize(run: &RunResult) -> RunSummary {
     let steps = step_times(&run.schedule);
@@ -180,228 +215,34 @@ pub fn summarize(run: &RunResult) -> RunSummary {
         .windows(2)
         .map(|w| f64::from(w[0].running) * (w[1].t - w[0].t))
         .sum();
-    let seconds: Vec<_> = run
-        .load
-        .timeline
-        .iter()
-        .filter(|s| s.achieved > 0)
-        .collect();
-    let met = seconds.iter().filter(|s| s.p95_ms <= run.slo_ms).count();
     let e = &run.load.summary.errors;
+    let errors = e.refused + e.io + e.http_5xx + e.other;
+    let dropped = run.load.summary.dropped;
     RunSummary {
         label: run.label.clone(),
+        steps: reactions.len(),
+        missed_steps: reactions
+            .iter()
+            .filter(|r| r.decision_after.is_none())
+            .map(|r| r.step_at)
+            .collect(),
         median_decision_s: median(reactions.iter().filter_map(|r| r.decision_after).collect()),
         median_ready_s: median(reactions.iter().filter_map(|r| r.ready_after).collect()),
         reactions,
         replica_seconds,
-        slo_share: if seconds.is_empty() {
-            0.0
-        } else {
-            met as f64 / seconds.len() as f64
-        },
+        slo_share: slo_share(&run.load.timeline, run.slo_ms),
         slo_ms: run.slo_ms,
+        scheduled: run.load.summary.offered,
         requests: run.load.summary.requests,
-        failed: e.timeout + e.refused + e.io + e.http_5xx + e.other,
+        failed: errors + e.timeout + dropped,
+        errors,
+        timeouts: e.timeout,
+        dropped,
+        late: run.load.summary.late,
         peak_replicas: run.samples.iter().map(|s| s.desired).max().unwrap_or(0),
         scale_events: run.records.iter().filter(|r| r.applied).count(),
         replaced: run.events.iter().filter(|e| e.kind == "Died").count(),
     }
-}
-
-fn series(name: &str, color: [u8; 3], points: Vec<(f64, f64)>) -> Series {
-    Series {
-        name: name.to_string(),
-        color,
-        points,
-        style: Style::Line,
-    }
-}
-
-/// The timeline chart of one run: replicas, traffic, p95 against the objective.
-pub fn timeline_chart(run: &RunResult) -> Chart {
-    let desired = run
-        .samples
-        .iter()
-        .map(|s| (s.t, f64::from(s.desired)))
-        .collect();
-    let ready = run
-        .samples
-        .iter()
-        .map(|s| (s.t, f64::from(s.ready)))
-        .collect();
-    let decisions = run
-        .records
-        .iter()
-        .filter(|r| r.applied)
-        .map(|r| (r.t, f64::from(r.desired)))
-        .collect();
-    let offered = run
-        .load
-        .timeline
-        .iter()
-        .map(|s| (f64::from(s.second), s.offered as f64))
-        .collect();
-    let achieved = run
-        .load
-        .timeline
-        .iter()
-        .map(|s| (f64::from(s.second), s.achieved as f64))
-        .collect();
-    let p95 = run
-        .load
-        .timeline
-        .iter()
-        .filter(|s| s.achieved > 0)
-        .map(|s| (f64::from(s.second), s.p95_ms))
-        .collect();
-    let end = run.schedule.duration_secs();
-    Chart {
-        title: format!("tidescale demo — {}", run.label),
-        x_label: "seconds".into(),
-        panels: vec![
-            Panel {
-                y_label: "replicas".into(),
-                series: vec![
-                    series("desired", [31, 119, 180], desired),
-                    series("ready", [44, 160, 44], ready),
-                    Series {
-                        style: Style::Markers,
-                        ..series("scale decisions", [214, 39, 40], decisions)
-                    },
-                ],
-            },
-            Panel {
-                y_label: "requests/s".into(),
-                series: vec![
-                    series("offered", [127, 127, 127], offered),
-                    series("achieved", [255, 127, 14], achieved),
-                ],
-            },
-            Panel {
-                y_label: "p95 latency (ms)".into(),
-                series: vec![
-                    series("p95", [148, 103, 189], p95),
-                    series(
-                        "SLO",
-                        [214, 39, 40],
-                        vec![(0.0, run.slo_ms), (end, run.slo_ms)],
-                    ),
-                ],
-            },
-        ],
-    }
-}
-
-/// Both runs on one chart: ready replicas and p95 side by side.
-pub fn compare_chart(a: &RunResult, b: &RunResult) -> Chart {
-    let ready = |r: &RunResult| {
-        r.samples
-            .iter()
-            .map(|s| (s.t, f64::from(s.ready)))
-            .collect()
-    };
-    let p95 = |r: &RunResult| {
-        r.load
-            .timeline
-            .iter()
-            .filter(|s| s.achieved > 0)
-            .map(|s| (f64::from(s.second), s.p95_ms))
-            .collect()
-    };
-    let offered = a
-        .load
-        .timeline
-        .iter()
-        .map(|s| (f64::from(s.second), s.offered as f64))
-        .collect();
-    let end = a.schedule.duration_secs();
-    Chart {
-        title: format!("{} vs {}: same traffic, same metrics", a.label, b.label),
-        x_label: "seconds".into(),
-        panels: vec![
-            Panel {
-                y_label: "requests/s offered".into(),
-                series: vec![series("offered", [127, 127, 127], offered)],
-            },
-            Panel {
-                y_label: "ready replicas".into(),
-                series: vec![
-                    series(&a.label, [31, 119, 180], ready(a)),
-                    series(&b.label, [255, 127, 14], ready(b)),
-                ],
-            },
-            Panel {
-                y_label: "p95 latency (ms)".into(),
-                series: vec![
-                    series(&a.label, [31, 119, 180], p95(a)),
-                    series(&b.label, [255, 127, 14], p95(b)),
-                    series("SLO", [214, 39, 40], vec![(0.0, a.slo_ms), (end, a.slo_ms)]),
-                ],
-            },
-        ],
-    }
-}
-
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".to_string(), |v| format!("{v:.1} s"))
-}
-
-/// The summary table in Markdown.
-pub fn markdown(summaries: &[RunSummary]) -> String {
-    let mut md = String::from("# tidescale demo\n\n| | ");
-    md.push_str(
-        &summaries
-            .iter()
-            .map(|s| s.label.as_str())
-            .collect::<Vec<_>>()
-            .join(" | "),
-    );
-    md.push_str(" |\n|---|");
-    md.push_str(&"---|".repeat(summaries.len()));
-    md.push('\n');
-    let mut row = |name: &str, f: &dyn Fn(&RunSummary) -> String| {
-        let _ = writeln!(
-            md,
-            "| {name} | {} |",
-            summaries.iter().map(f).collect::<Vec<_>>().join(" | ")
-        );
-    };
-    row("load step → first scale-up decision (median)", &|s| {
-        fmt_opt(s.median_decision_s)
-    });
-    row("load step → new replica ready (median)", &|s| {
-        fmt_opt(s.median_ready_s)
-    });
-    row("load steps", &|s| s.reactions.len().to_string());
-    row("replica-seconds", &|s| format!("{:.0}", s.replica_seconds));
-    row("seconds meeting p95 SLO", &|s| {
-        format!("{:.1} % (SLO {:.0} ms)", s.slo_share * 100.0, s.slo_ms)
-    });
-    row("requests sent", &|s| s.requests.to_string());
-    row("failed requests (5xx, timeouts, connection errors)", &|s| {
-        s.failed.to_string()
-    });
-    row("peak replicas", &|s| s.peak_replicas.to_string());
-    row("rescales", &|s| s.scale_events.to_string());
-    row("replicas replaced after dying", &|s| s.replaced.to_string());
-    if let [a, b] = summaries {
-        let _ = write!(
-            md,
-            "\n{} used {:.2}× the replica-seconds of {}",
-            a.label,
-            a.replica_seconds / b.replica_seconds.max(1e-9),
-            b.label
-        );
-        if let (Some(x), Some(y)) = (a.median_decision_s, b.median_decision_s) {
-            let _ = write!(
-                md,
-                " and decided {:.1} s after a load step instead of {:.1} s",
-                x, y
-            );
-        }
-        md.push_str(".\n");
-    }
-    md
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> Result<(), SummaryError> {
@@ -466,8 +307,8 @@ pub fn write(dir: &Path, runs: &[RunResult]) -> Result<String, SummaryError> {
         };
         write_run(&sub, run)?;
     }
-    if let [a, b] = runs {
-        let chart = compare_chart(a, b);
+    if runs.len() > 1 {
+        let chart = compare_chart(runs);
         for (name, png) in [("compare.png", true), ("compare.svg", false)] {
             let path = dir.join(name);
             let result = if png {
@@ -487,6 +328,12 @@ pub fn write(dir: &Path, runs: &[RunResult]) -> Result<String, SummaryError> {
     write_file(&dir.join("summary.json"), json.as_bytes())?;
     Ok(md)
 }
+
+mod charts;
+mod table;
+
+pub use charts::{compare_chart, timeline_chart};
+pub use table::markdown;
 
 #[cfg(test)]
 mod tests;

@@ -47,12 +47,22 @@ fn summary_measures_reaction_cost_slo_and_failures() {
     for s in 0..30u32 {
         load.timeline.push(SecondStats {
             second: s,
+            offered: 100,
             achieved: 100,
+            // Second 20 dropped a tenth of its requests (a miss); second 21 only 3 %.
+            dropped: match s {
+                20 => 10,
+                21 => 3,
+                _ => 0,
+            },
             p95_ms: if s == 12 { 900.0 } else { 60.0 },
             ..Default::default()
         });
     }
-    load.summary.requests = 3000;
+    load.summary.offered = 3000;
+    load.summary.requests = 2987;
+    load.summary.dropped = 13;
+    load.summary.late = 7;
     load.summary.errors.http_5xx = 2;
     load.summary.errors.http_4xx = 40;
     let run = RunResult {
@@ -91,8 +101,13 @@ fn summary_measures_reaction_cost_slo_and_failures() {
     assert!((s.median_decision_s.unwrap() - 1.5).abs() < 0.11, "{s:?}");
     assert!((s.median_ready_s.unwrap() - 2.4).abs() < 0.11, "{s:?}");
     assert!((s.replica_seconds - 60.0).abs() < 1e-9);
-    assert!((s.slo_share - 29.0 / 30.0).abs() < 1e-9);
-    assert_eq!(s.failed, 2, "a 404 is an answer, not a failure");
+    assert!((s.slo_share - 28.0 / 30.0).abs() < 1e-9, "{}", s.slo_share);
+    assert_eq!(
+        s.failed, 15,
+        "errors + dropped; a 404 is an answer, not a failure"
+    );
+    assert_eq!((s.errors, s.timeouts, s.dropped, s.late), (2, 0, 13, 7));
+    assert_eq!((s.steps, s.missed_steps.len()), (1, 0));
     assert_eq!((s.peak_replicas, s.scale_events), (2, 2));
     let md = markdown(&[
         s.clone(),
@@ -103,8 +118,29 @@ fn summary_measures_reaction_cost_slo_and_failures() {
         },
     ]);
     assert!(md.contains("| | tidescale | hpa-defaults |"), "{md}");
+    assert!(md.contains("| 15 (2 + 0 + 13) |"), "{md}");
     assert!(
         md.contains("tidescale used 0.50× the replica-seconds of hpa-defaults"),
         "{md}"
     );
+}
+
+#[test]
+fn a_step_without_a_scale_up_is_a_miss_and_counts() {
+    let run = RunResult {
+        label: "hpa-defaults".into(),
+        schedule: spike(),
+        slo_ms: 200.0,
+        records: vec![record(9.0, 2, 2, false), record(24.0, 2, 2, false)],
+        samples: Vec::new(),
+        events: Vec::new(),
+        load: LoadReport::default(),
+    };
+    let s = summarize(&run);
+    assert_eq!(s.steps, 1);
+    assert_eq!(s.missed_steps.len(), 1);
+    assert!((s.missed_steps[0] - 10.0).abs() < 0.1);
+    assert_eq!(s.median_decision_s, None);
+    let md = markdown(std::slice::from_ref(&s));
+    assert!(md.contains("— (n=0 of 1); missed: 10 s"), "{md}");
 }

@@ -360,49 +360,17 @@ impl ScrapeSource {
         let reading = match &self.cfg.aggregate {
             None => gauge(answered, Reduce::Avg, wall, origin),
             Some(Aggregate::Gauge { reduce }) => gauge(answered, *reduce, wall, origin),
-            Some(Aggregate::Rate { window }) => {
-                let w = window.get().as_secs_f64();
-                let mut pods = BTreeMap::new();
-                let mut buf = Vec::new();
-                for (name, h) in answered {
-                    let w = h.covered(now, w);
-                    let mut sum = None;
-                    for s in h.series.values() {
-                        EndpointHistory::relative_into(s, now, &mut buf);
-                        if let Some(r) = math::extrapolated_rate(&buf, 0.0, w) {
-                            *sum.get_or_insert(0.0) += r;
-                        }
-                    }
-                    if let Some(sum) = sum {
-                        pods.insert(name.clone(), sum);
-                    }
-                }
+            Some(Aggregate::Rate { .. }) => {
+                let pods = rates(answered, now, window);
                 let total = pods.values().sum();
                 Reading::per_pod(pods, total, wall, origin)
             }
-            Some(Aggregate::Quantile { q, window }) => {
-                let w = window.get().as_secs_f64();
-                let mut by_le: HashMap<u64, f64> = HashMap::new();
-                let mut buf = Vec::new();
-                for (_, h) in answered {
-                    let w = h.covered(now, w);
-                    for s in h.series.values() {
-                        let Some(le) = s.le else { continue };
-                        EndpointHistory::relative_into(s, now, &mut buf);
-                        if let Some(r) = math::extrapolated_rate(&buf, 0.0, w) {
-                            *by_le.entry(le.to_bits()).or_default() += r;
-                        }
-                    }
-                }
-                let mut buckets: Vec<(f64, f64)> = by_le
-                    .into_iter()
-                    .map(|(le, r)| (f64::from_bits(le), r))
-                    .collect();
-                let v = math::bucket_quantile(*q, &mut buckets);
+            Some(Aggregate::Quantile { q, window: w }) => {
+                let v = quantile(answered, now, window, *q);
                 if v.is_nan() {
                     return Err(no_data(format!(
-                        "no observations of {} in the last {}",
-                        self.cfg.metric, window
+                        "no observations of {} in the last {w}",
+                        self.cfg.metric
                     )));
                 }
                 Reading::value(v, wall, origin)
@@ -429,6 +397,56 @@ impl ScrapeSource {
 /// (over the covered span). A quarter keeps a restarted loop's first readings from being the
 /// noise of a second or two, and waits at most a quarter window for them.
 pub const MIN_COVERED_SHARE: f64 = 0.25;
+
+/// Each endpoint's counter rate over the part of `window` (seconds) its samples cover.
+fn rates<'a>(
+    endpoints: impl Iterator<Item = (&'a String, &'a EndpointHistory)>,
+    now: Instant,
+    window: f64,
+) -> BTreeMap<String, f64> {
+    let mut pods = BTreeMap::new();
+    let mut buf = Vec::new();
+    for (name, h) in endpoints {
+        let w = h.covered(now, window);
+        let mut sum = None;
+        for s in h.series.values() {
+            EndpointHistory::relative_into(s, now, &mut buf);
+            if let Some(r) = math::extrapolated_rate(&buf, 0.0, w) {
+                *sum.get_or_insert(0.0) += r;
+            }
+        }
+        if let Some(sum) = sum {
+            pods.insert(name.clone(), sum);
+        }
+    }
+    pods
+}
+
+/// The `q` quantile of the endpoints' bucket rates merged by bound (NaN without observations).
+fn quantile<'a>(
+    endpoints: impl Iterator<Item = (&'a String, &'a EndpointHistory)>,
+    now: Instant,
+    window: f64,
+    q: f64,
+) -> f64 {
+    let mut by_le: HashMap<u64, f64> = HashMap::new();
+    let mut buf = Vec::new();
+    for (_, h) in endpoints {
+        let w = h.covered(now, window);
+        for s in h.series.values() {
+            let Some(le) = s.le else { continue };
+            EndpointHistory::relative_into(s, now, &mut buf);
+            if let Some(r) = math::extrapolated_rate(&buf, 0.0, w) {
+                *by_le.entry(le.to_bits()).or_default() += r;
+            }
+        }
+    }
+    let mut buckets: Vec<(f64, f64)> = by_le
+        .into_iter()
+        .map(|(le, r)| (f64::from_bits(le), r))
+        .collect();
+    math::bucket_quantile(q, &mut buckets)
+}
 
 /// Whether an endpoint's samples cover enough of `window` (seconds) to be read.
 fn warm(h: &EndpointHistory, now: Instant, window: f64) -> bool {
