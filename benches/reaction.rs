@@ -18,9 +18,7 @@ use tidescale::clock::{self, Instant};
 use tidescale::control::CountingRecorder;
 use tidescale::control::policy_loop::{LoopSource, PolicyLoop};
 use tidescale::engine::Replicas;
-use tidescale::local::demo::{
-    Cadence, DEFAULT_POLICY, HPA_SYNC_PERIOD, hpa_defaults, loop_options,
-};
+use tidescale::local::demo::{Cadence, Compare, DEFAULT_POLICY, HPA_SYNC_PERIOD, loop_options};
 use tidescale::local::report::median;
 use tidescale::metric::{MetricId, Reading};
 use tidescale::source::{MetricSource, SourceError};
@@ -59,16 +57,17 @@ impl MetricSource for StepRate {
     }
 }
 
-/// Seconds from the step to the first decision above the current replica count.
-async fn reaction(cadence: Cadence, step_at_s: f64) -> Option<f64> {
+/// Seconds from the step to the first decision above the current replica count, for the
+/// demo policy (`None`) or one of its baselines.
+async fn reaction(baseline: Option<Compare>, step_at_s: f64) -> Option<f64> {
     let (mut spec, _) = load_policy_yaml(DEFAULT_POLICY).expect("the embedded policy is valid");
     spec.metrics.retain(|m| m.name == "rps");
-    let (spec, policy) = match cadence {
-        Cadence::Policy => {
+    let (spec, policy, cadence) = match baseline {
+        None => {
             let policy = spec.validate().expect("rps alone is a valid policy");
-            (spec, policy)
+            (spec, policy, Cadence::Policy)
         }
-        Cadence::MetricsPipeline => hpa_defaults(&spec).expect("hpa defaults are valid"),
+        Some(b) => b.setup(&spec).expect("the baselines are valid"),
     };
     let origin = clock::now();
     let source = Arc::new(StepRate {
@@ -113,17 +112,25 @@ fn main() {
         4,
         4.0 * BASE_RPS
     );
-    for (label, cadence) in [
-        ("tidescale (1 s interval)", Cadence::Policy),
+    for (label, baseline) in [
+        ("tidescale (1 s interval)", None),
         (
             "hpa-defaults (15 s sync, 15 s metrics resolution)",
-            Cadence::MetricsPipeline,
+            Some(Compare::HpaDefaults),
+        ),
+        (
+            "hpa-same-behavior (15 s sync, 15 s resolution)",
+            Some(Compare::HpaSameBehavior),
+        ),
+        (
+            "tidescale-defaults (1 s interval, HPA behavior)",
+            Some(Compare::TidescaleDefaults),
         ),
     ] {
         let reactions: Vec<f64> = (0..10)
             .map(|k| {
                 runtime
-                    .block_on(reaction(cadence, FIRST_STEP_S + 1.5 * k as f64))
+                    .block_on(reaction(baseline, FIRST_STEP_S + 1.5 * k as f64))
                     .expect("the step leads to a scale-up within 60 s")
             })
             .collect();
