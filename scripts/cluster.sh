@@ -417,6 +417,12 @@ cmd_adapter() {
   fi
   [ -x "$tidescale" ] || die "adapter: $tidescale missing (cargo build --bin tidescale, or set TIDESCALE_BIN)"
   readyz || die "adapter: the cluster is not up (scripts/cluster.sh up)"
+  # One adapter at a time: a previous one that was just killed gets 10 s to go away.
+  local i
+  for i in $(seq 1 50); do
+    [ -z "$(ip netns pids "$netns")" ] && break
+    sleep 0.2
+  done
   if [ -n "$(ip netns pids "$netns")" ]; then
     die "adapter: something already runs in namespace $netns (another adapter?)"
   fi
