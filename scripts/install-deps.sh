@@ -12,6 +12,13 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+# The local control plane (scripts/cluster.sh, scripts/build-cluster.sh): certificates, the
+# network namespace, and Go's toolchain from the module proxy when Go is missing.
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v unzip >/dev/null || need_apt+=(unzip)
+command -v setsid >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   as_root apt-get update -qq

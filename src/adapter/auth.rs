@@ -480,27 +480,40 @@ impl Authorizer {
         }
     }
 
-    /// `Ok(true)` when `user` may do `attrs`; errors of the review call deny (403) with a log line.
+    /// True when `user` may do `attrs`; a failed review call counts as a denial here (see
+    /// [`Authorizer::decide`] for the answer that tells the two apart).
     pub async fn authorize(&self, user: &UserInfo, attrs: &Attributes, path: &str) -> bool {
+        self.decide(user, attrs, path).await.unwrap_or(false)
+    }
+
+    /// `Ok(allowed)` from the cache or a SubjectAccessReview; `Err` when the review call itself
+    /// failed (for example the adapter may not create SubjectAccessReviews). Errors are logged
+    /// and not cached.
+    pub async fn decide(
+        &self,
+        user: &UserInfo,
+        attrs: &Attributes,
+        path: &str,
+    ) -> Result<bool, AuthError> {
         if always_allowed(path) || user.groups.iter().any(|g| g == "system:masters") {
-            return true;
+            return Ok(true);
         }
         let reviewer = match &self.mode {
-            AuthzMode::AlwaysAllow => return true,
+            AuthzMode::AlwaysAllow => return Ok(true),
             AuthzMode::Webhook(r) => r,
         };
         let key = format!("{:?}|{:?}", user, attrs);
         if let Some(allowed) = cached(&self.cache, &key) {
-            return allowed;
+            return Ok(allowed);
         }
         match reviewer.review(user, attrs).await {
             Ok(allowed) => {
                 remember(&self.cache, key, allowed);
-                allowed
+                Ok(allowed)
             }
             Err(e) => {
-                tracing::warn!(user = %user.name, error = %e, "SubjectAccessReview failed; denying");
-                false
+                tracing::warn!(user = %user.name, error = %e, "SubjectAccessReview failed");
+                Err(e)
             }
         }
     }

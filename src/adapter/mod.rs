@@ -163,6 +163,7 @@ async fn handle(State(state): State<Arc<AdapterState>>, mut req: Request) -> Res
     let raw_path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let pairs = query_pairs(&query);
+    let mut user_name = String::new();
     if let Security::Checked { authn, authz } = &state.security {
         let peer = req.extensions().get::<PeerCertificates>().cloned();
         let user = match authn.authenticate(req.headers_mut(), peer.as_ref()).await {
@@ -179,9 +180,20 @@ async fn handle(State(state): State<Arc<AdapterState>>, mut req: Request) -> Res
             }
         };
         let attrs = auth::attributes(&raw_path, param(&pairs, "watch") == Some("true"));
-        if !authz.authorize(&user, &attrs, &raw_path).await {
-            return forbidden(&attrs, &user.name);
+        match authz.decide(&user, &attrs, &raw_path).await {
+            Ok(true) => {}
+            Ok(false) => return forbidden(&attrs, &user.name),
+            // As the reference authorization filter does: when the authorizer cannot decide,
+            // the answer is a 500 naming why, not a 403 that would blame the caller's RBAC.
+            Err(e) => {
+                return status_response(&Status::failure(
+                    500,
+                    "InternalError",
+                    format!("Internal Server Error: {raw_path:?}: {e}"),
+                ));
+            }
         }
+        user_name = user.name;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return status_response(&Status::failure(
@@ -193,7 +205,21 @@ async fn handle(State(state): State<Arc<AdapterState>>, mut req: Request) -> Res
             ),
         ));
     }
-    dispatch(&state, &raw_path, &pairs).await
+    dispatch(&state, &raw_path, &pairs, &user_name).await
+}
+
+/// Logs a metric answer at debug level (target `tidescale::adapter::served`): who asked, for
+/// what, and the body served, so a test or an operator can line up what a client such as the
+/// HPA saw with what it did. The body is the last field, so the line ends with the JSON.
+fn served(user: &str, path: &str, pairs: &[(String, String)], body: &[u8]) {
+    tracing::debug!(
+        target: "tidescale::adapter::served",
+        user,
+        path,
+        query = ?pairs,
+        body = %String::from_utf8_lossy(body),
+        "served"
+    );
 }
 
 fn forbidden(attrs: &Attributes, user: &str) -> Response {
@@ -208,7 +234,12 @@ fn selector(pairs: &[(String, String)], name: &str) -> Result<Selector, Status> 
         .map_err(|e| Status::bad_request(format!("{name}: {e}")))
 }
 
-async fn dispatch(state: &AdapterState, raw_path: &str, pairs: &[(String, String)]) -> Response {
+async fn dispatch(
+    state: &AdapterState,
+    raw_path: &str,
+    pairs: &[(String, String)],
+    user: &str,
+) -> Response {
     let d = &state.discovery;
     let ok = |b: &Bytes| json(StatusCode::OK, b.clone());
     match path::route(raw_path) {
@@ -241,7 +272,10 @@ async fn dispatch(state: &AdapterState, raw_path: &str, pairs: &[(String, String
             match result
                 .and_then(|l| serde_json::to_vec(&l).map_err(|e| Status::internal(e.to_string())))
             {
-                Ok(b) => json(StatusCode::OK, b),
+                Ok(b) => {
+                    served(user, raw_path, pairs, &b);
+                    json(StatusCode::OK, b)
+                }
                 Err(s) => status_response(&s),
             }
         }
@@ -262,7 +296,10 @@ async fn dispatch(state: &AdapterState, raw_path: &str, pairs: &[(String, String
             }
             .await;
             match result {
-                Ok(b) => json(StatusCode::OK, b),
+                Ok(b) => {
+                    served(user, raw_path, pairs, &b);
+                    json(StatusCode::OK, b)
+                }
                 Err(s) => status_response(&s),
             }
         }

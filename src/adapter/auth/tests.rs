@@ -293,3 +293,36 @@ async fn authorization_order_and_cache() {
             .await
     );
 }
+
+/// A reviewer whose every call fails, like an adapter without `system:auth-delegator`.
+struct FailingReviewer;
+
+impl AccessReviewer for FailingReviewer {
+    fn review(&self, _: &UserInfo, _: &Attributes) -> BoxFuture<'_, Result<bool, AuthError>> {
+        Box::pin(async {
+            Err(AuthError::Backend(
+                "subjectaccessreviews.authorization.k8s.io is forbidden".into(),
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_failed_review_is_an_error_not_a_denial_and_is_not_cached() {
+    let authz = Authorizer::new(AuthzMode::Webhook(Arc::new(FailingReviewer)));
+    let bob = UserInfo {
+        name: "bob".into(),
+        ..Default::default()
+    };
+    let a = attributes(
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/q",
+        false,
+    );
+    let err = authz.decide(&bob, &a, "/x").await.unwrap_err();
+    assert!(err.to_string().contains("subjectaccessreviews"), "{err}");
+    assert!(authz.decide(&bob, &a, "/x").await.is_err(), "not cached");
+    assert!(
+        !authz.authorize(&bob, &a, "/x").await,
+        "authorize still denies"
+    );
+}

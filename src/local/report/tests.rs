@@ -41,8 +41,9 @@ fn steps_are_found_where_the_rate_jumps() {
     assert!(step_times(&flat).is_empty());
 }
 
-#[test]
-fn summary_measures_reaction_cost_slo_and_failures() {
+/// A 30 s spike run: one step answered 1.5 s later, a slow second, a second that dropped a
+/// tenth of its requests and one that dropped 3 %.
+fn sample_run() -> RunResult {
     let mut load = LoadReport::default();
     for s in 0..30u32 {
         load.timeline.push(SecondStats {
@@ -96,6 +97,12 @@ fn summary_measures_reaction_cost_slo_and_failures() {
         ],
         load,
     };
+    run
+}
+
+#[test]
+fn summary_measures_reaction_cost_slo_and_failures() {
+    let run = sample_run();
     let s = summarize(&run);
     assert_eq!(s.reactions.len(), 1);
     assert!((s.median_decision_s.unwrap() - 1.5).abs() < 0.11, "{s:?}");
@@ -109,6 +116,11 @@ fn summary_measures_reaction_cost_slo_and_failures() {
     assert_eq!((s.errors, s.timeouts, s.dropped, s.late), (2, 0, 13, 7));
     assert_eq!((s.steps, s.missed_steps.len()), (1, 0));
     assert_eq!((s.peak_replicas, s.scale_events), (2, 2));
+}
+
+#[test]
+fn the_table_shows_each_run_and_each_kind_of_failure() {
+    let s = summarize(&sample_run());
     let md = markdown(&[
         s.clone(),
         RunSummary {
