@@ -66,7 +66,7 @@ fn sample_run() -> RunResult {
     load.summary.late = 7;
     load.summary.errors.http_5xx = 2;
     load.summary.errors.http_4xx = 40;
-    let run = RunResult {
+    RunResult {
         label: "tidescale".into(),
         schedule: spike(),
         slo_ms: 200.0,
@@ -96,8 +96,7 @@ fn sample_run() -> RunResult {
             },
         ],
         load,
-    };
-    run
+    }
 }
 
 #[test]
