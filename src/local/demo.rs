@@ -265,6 +265,7 @@ fn hpa_default_behavior() -> BehaviorSpec {
             tolerance: Some(0.1),
             ..ScalingRulesSpec::default()
         }),
+        max_reversals: None,
     }
 }
 
