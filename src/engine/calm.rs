@@ -18,9 +18,9 @@ use super::decision::{Direction, Proposal, Reason};
 use super::policy::{Confidence, FlapBudget, Tolerance};
 use super::time::{Seconds, Time};
 
-/// Fewer readings than this and a metric holds the count: two give one degree of freedom and
-/// a bound too wide to mean anything, and a standard deviation of two readings is mostly luck.
-pub(super) const MIN_READINGS: usize = 3;
+/// Never fewer readings than this: two give one degree of freedom and a bound too wide to mean
+/// anything, and a standard deviation of two readings is mostly luck.
+const MIN_READINGS: usize = 3;
 
 /// The largest lag-1 autocorrelation the correction trusts: beyond it the readings are a
 /// trend, not noise around a level, and `n_eff` would collapse to nothing.
@@ -39,9 +39,17 @@ pub(super) struct CalmMemory {
 }
 
 impl CalmMemory {
-    /// Keeps this tick's demands and forgets those older than `window` (and metrics that no
-    /// longer proposed anything within it).
-    pub fn record_demands(&mut self, proposals: &[Proposal], window: Seconds, now: Time) {
+    /// Keeps this tick's demands and forgets those older than `window`, but never the last
+    /// `keep` of a metric: a loop that reads less often than the window needs still gets a
+    /// bound (at 15 s ticks, five readings span a minute). A metric with no reading within the
+    /// window is forgotten.
+    pub fn record_demands(
+        &mut self,
+        proposals: &[Proposal],
+        window: Seconds,
+        keep: usize,
+        now: Time,
+    ) {
         let cutoff = now - window;
         for p in proposals.iter().filter(|p| p.demand.is_finite()) {
             match self.demands.iter_mut().find(|(m, _)| *m == p.metric) {
@@ -52,11 +60,12 @@ impl CalmMemory {
             }
         }
         for (_, q) in &mut self.demands {
-            while q.front().is_some_and(|(at, _)| *at <= cutoff) {
+            while q.len() > keep && q.front().is_some_and(|(at, _)| *at <= cutoff) {
                 q.pop_front();
             }
         }
-        self.demands.retain(|(_, q)| !q.is_empty());
+        self.demands
+            .retain(|(_, q)| q.back().is_some_and(|(at, _)| *at > cutoff));
     }
 
     /// The remembered demands of `metric`, oldest first.
@@ -92,12 +101,13 @@ impl CalmMemory {
     }
 }
 
-/// The upper confidence bound of a metric's mean demand.
+/// The upper confidence bound of a metric's demand.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bound {
     /// The mean demand over the window, in replicas.
     pub mean: f64,
-    /// `t × s / √n_eff`: how far above the mean the bound lies.
+    /// How far above the mean the bound lies: the larger of `t × s / √n_eff` and the
+    /// order statistic's distance from the mean.
     pub margin: f64,
     /// The effective number of independent readings.
     pub n_eff: f64,
@@ -110,19 +120,33 @@ impl Bound {
     }
 }
 
-/// The one-sided upper bound at `level` of the mean of `xs`, or `None` with fewer than
-/// [`MIN_READINGS`] readings.
-pub(super) fn upper_bound(xs: &[f64], level: f64) -> Option<Bound> {
+/// How many independent readings an order-statistic bound at `level` needs: the largest of
+/// `m` readings lies below the median with probability `0.5^m`, which must not exceed `1 − level`.
+pub(super) fn readings_needed(level: f64) -> usize {
+    let needed = ((1.0 - level).ln() / 0.5f64.ln()).ceil();
+    (needed as usize).max(MIN_READINGS)
+}
+
+/// The one-sided upper bound at `level` of the level of `xs`, or `Err(needed)` when there are
+/// too few (effective) readings.
+///
+/// Two bounds, the larger wins: Student's t on the mean, and the distribution-free bound on the
+/// median (the order statistic `x_(k)` with `P(Binomial(m, ½) ≥ k) ≤ 1 − level`). Student's t
+/// alone is overconfident on small samples of non-normal noise (three readings of bimodal noise
+/// lowered a right-sized count in 12 % of decisions at 95 %); the order statistic is exact for
+/// any continuous noise, and the t bound keeps it honest when the noise is skewed.
+pub(super) fn upper_bound(xs: &[f64], level: f64) -> Result<Bound, usize> {
     let n = xs.len();
-    if n < MIN_READINGS {
-        return None;
+    let needed = readings_needed(level);
+    if n < needed {
+        return Err(needed);
     }
     let nf = n as f64;
     let mean = xs.iter().sum::<f64>() / nf;
     let ss: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
     if ss <= f64::EPSILON * mean.abs().max(1.0) {
         // Identical readings: no spread to be unsure about.
-        return Some(Bound {
+        return Ok(Bound {
             mean,
             margin: 0.0,
             n_eff: nf,
@@ -132,17 +156,44 @@ pub(super) fn upper_bound(xs: &[f64], level: f64) -> Option<Bound> {
     // Negative estimates (common in short samples of independent readings) do not earn a
     // larger sample than was taken.
     let rho = (lag1 / ss).clamp(0.0, MAX_RHO);
-    // At least two effective readings, so the t distribution has a degree of freedom.
-    let n_eff = (nf * (1.0 - rho) / (1.0 + rho)).max(2.0);
+    let n_eff = nf * (1.0 - rho) / (1.0 + rho);
+    if n_eff < needed as f64 {
+        return Err(((needed as f64) * nf / n_eff).ceil() as usize);
+    }
     let sd = (ss / (nf - 1.0)).sqrt();
     let t = StudentsT::new(0.0, 1.0, n_eff - 1.0)
         .map(|d| d.inverse_cdf(level))
         .unwrap_or(f64::INFINITY);
-    Some(Bound {
+    let order = order_statistic(xs, n_eff, level) - mean;
+    Ok(Bound {
         mean,
-        margin: t * sd / n_eff.sqrt(),
+        margin: (t * sd / n_eff.sqrt()).max(order),
         n_eff,
     })
+}
+
+/// The distribution-free upper bound of the median: with `m = ⌊n_eff⌋` independent readings,
+/// the smallest `k` with `P(Binomial(m, ½) ≥ k) ≤ 1 − level`, at the same rank share of the
+/// `n` readings taken (autocorrelated readings are worth fewer independent ones).
+fn order_statistic(xs: &[f64], n_eff: f64, level: f64) -> f64 {
+    let m = n_eff.floor() as u32;
+    // P(X ≥ k) for X ~ Binomial(m, ½), from k = m down while it stays within 1 − level.
+    let mut k = m;
+    let mut tail = 0.5f64.powi(m as i32);
+    let mut term = tail;
+    while k > 1 {
+        term *= f64::from(k) / f64::from(m - k + 1);
+        if tail + term > 1.0 - level {
+            break;
+        }
+        tail += term;
+        k -= 1;
+    }
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let rank = ((f64::from(k) / f64::from(m)) * n as f64).ceil() as usize;
+    sorted[rank.clamp(1, n) - 1]
 }
 
 /// `ceil(x)` as a count, at least 0 (the bound of a demand, like a proposal, is rounded up).
@@ -173,15 +224,18 @@ pub(super) fn confidence(
     let mut reasons = Vec::with_capacity(proposals.len());
     for p in proposals {
         let demands = memory.demands(&p.metric);
-        let Some(bound) = upper_bound(&demands, rule.level) else {
-            allowed = allowed.max(current);
-            reasons.push(Reason::TooFewReadings {
-                metric: p.metric.clone(),
-                readings: demands.len(),
-                needed: MIN_READINGS,
-                replicas: current,
-            });
-            continue;
+        let bound = match upper_bound(&demands, rule.level) {
+            Ok(bound) => bound,
+            Err(needed) => {
+                allowed = allowed.max(current);
+                reasons.push(Reason::TooFewReadings {
+                    metric: p.metric.clone(),
+                    readings: demands.len(),
+                    needed,
+                    replicas: current,
+                });
+                continue;
+            }
         };
         let k = ceil_count(bound.upper());
         let lower = k < current && !tolerance.within(f64::from(k.0) / f64::from(current.0));

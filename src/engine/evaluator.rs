@@ -78,7 +78,8 @@ impl Evaluator {
         if let Some(rule) = confidence {
             // Every tick's demands count, held ones included: the sample is of the readings.
             let memory = &mut self.history.calm;
-            memory.record_demands(&proposals, rule.sample_window, now);
+            let keep = calm::readings_needed(rule.level);
+            memory.record_demands(&proposals, rule.sample_window, keep, now);
         }
         let raw = match combined {
             Combined::Raw(raw) => raw,
