@@ -89,11 +89,13 @@ fn evaluate(e: &mut Evaluator, current: Replicas, demand: f64, tick: i64) -> Dec
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// Stationary noise around a mean demand `m`, the count at `ceil(m)` (what the HPA's
     /// arithmetic asks for without noise): each decision is one test over one window of
-    /// readings, and the share of decisions that lower the count stays below `1 − level`.
+    /// readings and lowers the count with probability at most `1 − level`. The observed share
+    /// gets a three-sigma sampling allowance in which the decisions over one window's readings
+    /// count as a single observation, since overlapping windows are not independent.
     #[test]
     fn noise_alone_lowers_the_count_less_often_than_the_confidence_allows(
         m in 1.5f64..40.0, amplitude in 0.1f64..0.4, shape in shape(),
@@ -104,7 +106,7 @@ proptest! {
         let current = Replicas(m.ceil() as i32);
         let mut e = Evaluator::new(calm_policy(level, window, None));
         let mut noise = Noise(seed);
-        let ticks: i32 = 1_200;
+        let ticks: i32 = 4_800;
         let mut downs = 0;
         for tick in 0..ticks {
             let demand = m * (1.0 + noise.sample(shape, amplitude));
@@ -115,7 +117,15 @@ proptest! {
             }
         }
         let rate = f64::from(downs) / f64::from(ticks);
-        prop_assert!(rate < 1.0 - level, "{downs} of {ticks} decisions lowered {current}");
+        let alpha = 1.0 - level;
+        // The window's readings: those within it, but never fewer than the bound needs.
+        let needed = ((1.0 / alpha).log2().ceil() as i64).max(3);
+        let per_window = (i64::from(window) / TICK).max(needed) as f64;
+        let allowance = 3.0 * (alpha * per_window / f64::from(ticks)).sqrt();
+        prop_assert!(
+            rate <= alpha + allowance,
+            "{downs} of {ticks} decisions lowered {current} (allowed {:.4})", alpha + allowance
+        );
     }
 
     /// After a drop of 40 % or more in the mean demand, a scale-down comes within two sample
