@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::Replicas;
+use super::calm::Bound;
 use super::policy::{RatePolicyKind, Target};
 use super::quantity::fmt_milli;
 use super::time::Seconds;
@@ -101,6 +102,9 @@ pub struct Proposal {
     pub target: Target,
     /// True when the ratio fell inside the tolerance and the count was kept.
     pub within_tolerance: bool,
+    /// The unrounded count the reading implies (the ratio times the pods it multiplies), also
+    /// when the tolerance kept the count: the sample the confidence bound is computed over.
+    pub demand: f64,
 }
 
 /// What a metric measured, in the form its target compares.
@@ -221,6 +225,43 @@ pub enum Reason {
         /// The number after.
         replicas: Replicas,
     },
+    /// The confidence stage weighed a metric's recent demand on a scale-down.
+    Confident {
+        /// The metric's name.
+        metric: Arc<str>,
+        /// What it is compared with (for the explanation's units).
+        target: Target,
+        /// The bound of its mean demand.
+        bound: Bound,
+        /// The confidence level.
+        level: f64,
+        /// True when the bound still implies fewer replicas.
+        lower: bool,
+        /// The lowest count the metric allows.
+        replicas: Replicas,
+    },
+    /// Too few recent readings of a metric for a confidence bound: it holds the count.
+    TooFewReadings {
+        /// The metric's name.
+        metric: Arc<str>,
+        /// Readings within the sample window.
+        readings: usize,
+        /// Readings needed.
+        needed: usize,
+        /// The count held.
+        replicas: Replicas,
+    },
+    /// The flap budget held a change of direction.
+    FlapBudget {
+        /// The direction held.
+        direction: Direction,
+        /// Direction changes allowed within the window.
+        count: u32,
+        /// The window.
+        window: Seconds,
+        /// The count held.
+        replicas: Replicas,
+    },
     /// `dryRun`: the decision is reported, not applied.
     DryRun,
 }
@@ -242,6 +283,10 @@ impl Reason {
             Reason::CoolingDown { .. } => "CoolingDown",
             Reason::RateLimited { .. } => "RateLimited",
             Reason::Bounds { .. } => "Clamped",
+            Reason::Confident { lower: true, .. } => "ConfidentScaleDown",
+            Reason::Confident { lower: false, .. } => "HeldByConfidence",
+            Reason::TooFewReadings { .. } => "TooFewReadings",
+            Reason::FlapBudget { .. } => "FlapBudget",
             Reason::DryRun => "DryRun",
         }
     }
@@ -331,8 +376,84 @@ impl fmt::Display for Reason {
             Reason::Bounds {
                 min, max, replicas, ..
             } => write!(f, "bounds [{min},{max}] → {replicas}"),
+            Reason::Confident { .. }
+            | Reason::TooFewReadings { .. }
+            | Reason::FlapBudget { .. } => fmt_calm(f, self),
             Reason::DryRun => f.write_str("dry run: not applied"),
         }
+    }
+}
+
+/// The reasons of the confidence and flap budget stages.
+fn fmt_calm(f: &mut fmt::Formatter<'_>, reason: &Reason) -> fmt::Result {
+    match reason {
+        Reason::Confident {
+            metric,
+            target,
+            bound,
+            level,
+            lower,
+            replicas,
+        } => {
+            fmt_confident(f, metric, *target, bound, *level)?;
+            let tail = if *lower {
+                ""
+            } else {
+                " (not lower with confidence)"
+            };
+            write!(f, " → bound {:.1} → {replicas}{tail}", bound.upper())
+        }
+        Reason::TooFewReadings {
+            metric,
+            readings,
+            needed,
+            replicas,
+        } => write!(
+            f,
+            "{metric}: {readings} of {needed} readings for a confidence bound → {replicas}"
+        ),
+        Reason::FlapBudget {
+            direction,
+            count,
+            window,
+            replicas,
+        } => write!(
+            f,
+            "{} would exceed {count} reversals per {window} → {replicas}",
+            direction.word()
+        ),
+        _ => unreachable!("fmt_calm is called for the calm stages' reasons only"),
+    }
+}
+
+/// `rps 380±45 (95 %) vs 100/pod`: an `AverageValue` demand in the metric's units (demand ×
+/// target is the total); other targets in replicas.
+fn fmt_confident(
+    f: &mut fmt::Formatter<'_>,
+    metric: &str,
+    target: Target,
+    bound: &Bound,
+    level: f64,
+) -> fmt::Result {
+    let pct = level * 100.0;
+    match target {
+        Target::AverageValue(t) => {
+            let units = t as f64 / 1000.0;
+            let (mean, margin) = (bound.mean * units, bound.margin * units);
+            // Three significant digits of the mean; the margin to the same decimals.
+            let digits = 2 - mean.abs().max(1e-3).log10().floor() as i32;
+            let d = digits.clamp(0, 3) as usize;
+            write!(
+                f,
+                "{metric} {mean:.d$}±{margin:.d$} ({pct:.0} %) vs {}/pod",
+                fmt_milli(t)
+            )
+        }
+        _ => write!(
+            f,
+            "{metric} demand {:.2}±{:.2} replicas ({pct:.0} %)",
+            bound.mean, bound.margin
+        ),
     }
 }
 

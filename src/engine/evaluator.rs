@@ -1,10 +1,11 @@
 //! The evaluator: per-policy memory and the pipeline from observation to decision.
 
 use super::Replicas;
+use super::calm;
 use super::decision::{Decision, Proposal, Reason};
 use super::normalize::History;
 use super::observation::Observation;
-use super::policy::{Normalization, Policy};
+use super::policy::{Behavior, Normalization, Policy};
 use super::stages::{self, Bounds, Combined};
 use super::time::Time;
 
@@ -53,8 +54,9 @@ impl Evaluator {
     /// Decides the desired count for `obs` at `now`. Pure apart from the evaluator's own
     /// memory: the recommendation is recorded for later stabilization.
     ///
-    /// The pipeline, one stage each (see [`super::stages`]): shortcut → proposals → combine →
-    /// stabilize → cooldown → rate-limit → bounds. Every stage that changes the count says why.
+    /// The pipeline, one stage each (see [`super::stages`] and [`super::calm`]): shortcut →
+    /// proposals → combine → confidence → stabilize → cooldown → rate-limit → flap budget →
+    /// bounds. Every stage that changes the count says why.
     pub fn evaluate(&mut self, obs: &Observation, now: Time) -> Decision {
         let policy = &self.policy;
         let current = obs.current;
@@ -69,6 +71,16 @@ impl Evaluator {
         let outcomes = stages::proposals(policy, obs, now);
         let combined = stages::combine(policy, current, &outcomes, &mut reasons);
         let proposals: Vec<Proposal> = outcomes.into_iter().filter_map(Result::ok).collect();
+        let confidence = match &policy.normalization {
+            Normalization::Behavior(b) => b.confidence,
+            Normalization::Legacy { .. } => None,
+        };
+        if let Some(rule) = confidence {
+            // Every tick's demands count, held ones included: the sample is of the readings.
+            let memory = &mut self.history.calm;
+            let keep = calm::readings_needed(rule.level);
+            memory.record_demands(&proposals, rule.sample_window, keep, now);
+        }
         let raw = match combined {
             Combined::Raw(raw) => raw,
             // Like the HPA, a held tick records nothing and is not normalized.
@@ -90,21 +102,63 @@ impl Evaluator {
                 )
             }
             Normalization::Behavior(b) => {
-                let h = &mut self.history;
-                let stable = step(&mut reasons, stages::stabilize(h, raw, current, b, now));
-                let cooled = step(
+                let raw = match b.confidence {
+                    Some(rule) => {
+                        let (gated, why) = calm::confidence(
+                            &self.history.calm,
+                            raw,
+                            current,
+                            &proposals,
+                            &rule,
+                            policy.tolerance,
+                        );
+                        reasons.extend(why);
+                        gated
+                    }
+                    None => raw,
+                };
+                normalize(
+                    &mut self.history,
                     &mut reasons,
-                    stages::cooldown(stable, current, h.last_scale, b, now),
-                );
-                step(
-                    &mut reasons,
-                    stages::rate_limit(h, cooled, current, b, bounds, now),
+                    raw,
+                    current,
+                    b,
+                    bounds,
+                    now,
                 )
             }
         };
         let (desired, reason) = stages::bounds(limited, bounds);
         reasons.push(reason);
         finish(current, desired, proposals, reasons, dry_run)
+    }
+}
+
+/// With `behavior`: stabilize → cooldown → rate-limit → flap budget.
+fn normalize(
+    h: &mut History,
+    reasons: &mut Vec<Reason>,
+    raw: Replicas,
+    current: Replicas,
+    b: &Behavior,
+    bounds: Bounds,
+    now: Time,
+) -> Replicas {
+    let stable = step(reasons, stages::stabilize(h, raw, current, b, now));
+    let cooled = step(
+        reasons,
+        stages::cooldown(stable, current, h.last_scale, b, now),
+    );
+    let limited = step(
+        reasons,
+        stages::rate_limit(h, cooled, current, b, bounds, now),
+    );
+    match &b.max_reversals {
+        Some(budget) => step(
+            reasons,
+            calm::flap_budget(&h.calm, limited, current, budget, now),
+        ),
+        None => limited,
     }
 }
 

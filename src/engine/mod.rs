@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+mod calm;
 mod decision;
 mod evaluator;
 mod normalize;
@@ -24,14 +25,15 @@ pub mod quantity;
 mod stages;
 pub mod time;
 
+pub use calm::Bound;
 pub use decision::{Decision, Direction, Proposal, RateLimit, Reason, Usage};
 pub use evaluator::Evaluator;
 pub use observation::{
     MetricFailure, Observation, PodFacts, PodPhase, PodValues, Reading, ReadyCondition, Requests,
 };
 pub use policy::{
-    Behavior, MetricPolicy, Normalization, OnError, Policy, RatePolicy, RatePolicyKind,
-    ReadinessTiming, Resource, ScalingRules, SelectPolicy, Target, Tolerance,
+    Behavior, Confidence, FlapBudget, MetricPolicy, Normalization, OnError, Policy, RatePolicy,
+    RatePolicyKind, ReadinessTiming, Resource, ScalingRules, SelectPolicy, Target, Tolerance,
 };
 pub use quantity::fmt_milli;
 pub use time::{Seconds, Time};

@@ -2,7 +2,8 @@
 //! and scale events for rate policies (R4.19–R4.21).
 
 use super::Replicas;
-use super::decision::RateLimit;
+use super::calm::CalmMemory;
+use super::decision::{Direction, RateLimit};
 use super::policy::{Behavior, RatePolicyKind, ScalingRules, SelectPolicy};
 use super::time::{Seconds, Time};
 
@@ -29,6 +30,8 @@ pub(super) struct History {
     down_events: Vec<ScaleEvent>,
     /// The last scale event in either direction (for cooldowns).
     pub last_scale: Option<Time>,
+    /// Recent demands and scale directions (confidence and flap budget).
+    pub calm: CalmMemory,
 }
 
 impl History {
@@ -122,6 +125,14 @@ impl History {
         }
         self.last_scale = Some(now);
         let Some(b) = behavior else { return };
+        if let Some(budget) = b.max_reversals {
+            let direction = if to > from {
+                Direction::Up
+            } else {
+                Direction::Down
+            };
+            self.calm.record_scale(direction, budget.window, now);
+        }
         let (events, rules) = if to > from {
             (&mut self.up_events, &b.scale_up)
         } else {

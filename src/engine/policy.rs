@@ -116,6 +116,31 @@ pub struct Behavior {
     pub scale_up: ScalingRules,
     /// Rules for decreasing the count.
     pub scale_down: ScalingRules,
+    /// A scale-down only when each metric's demand is lower with this confidence (`None`: the
+    /// HPA's rules alone).
+    pub confidence: Option<Confidence>,
+    /// At most this many direction changes within a window (`None`: no budget).
+    pub max_reversals: Option<FlapBudget>,
+}
+
+/// The statistical scale-down: a metric lets the count fall only while the one-sided upper
+/// confidence bound of its recent demand still implies fewer replicas.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Confidence {
+    /// The one-sided confidence level, in (0.5, 1): e.g. 0.95.
+    pub level: f64,
+    /// How far back a metric's readings are kept for the bound.
+    pub sample_window: Seconds,
+}
+
+/// A flap budget: a decision that would change direction holds once `count` direction changes
+/// happened among the scale events of the last `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlapBudget {
+    /// Direction changes allowed within the window (0: none while the last scale is within it).
+    pub count: u32,
+    /// The window the changes are counted over.
+    pub window: Seconds,
 }
 
 impl Behavior {
@@ -134,6 +159,8 @@ impl Behavior {
                 policies: vec![RatePolicy::percent(100, 15)],
                 cooldown: Seconds(0),
             },
+            confidence: None,
+            max_reversals: None,
         }
     }
 }

@@ -14,6 +14,8 @@ pub(super) struct Computed {
     pub ratio: f64,
     pub usage: Usage,
     pub within_tolerance: bool,
+    /// The unrounded count the reading implies (see `Proposal::demand`).
+    pub demand: f64,
 }
 
 /// Everything the calculation reads besides the metric and its reading.
@@ -78,29 +80,36 @@ pub(super) fn propose(
 /// §4.4.3: one value compared with `value`.
 fn value(usage: i64, target: i64, current: Replicas, cx: &Context<'_>) -> Result<Computed, String> {
     let ratio = usage as f64 / target as f64;
-    let computed = |replicas, within_tolerance| Computed {
-        replicas,
-        ratio,
-        usage: Usage::Total(usage),
-        within_tolerance,
-    };
-    if current.0 == 0 {
-        // Scale from zero: the ratio itself.
-        return Ok(computed(ceil_replicas(ratio), false));
-    }
-    if cx.tolerance.within(ratio) {
-        return Ok(computed(current, true));
-    }
-    if cx.obs.pods.is_empty() {
-        return Err("no pods returned by selector while calculating replica count".into());
-    }
     let ready = cx
         .obs
         .pods
         .iter()
         .filter(|p| p.is_running_and_ready())
-        .count();
-    Ok(computed(ceil_replicas(ratio * ready as f64), false))
+        .count() as f64;
+    let computed = |replicas, within_tolerance, demand| Computed {
+        replicas,
+        ratio,
+        usage: Usage::Total(usage),
+        within_tolerance,
+        demand,
+    };
+    if current.0 == 0 {
+        // Scale from zero: the ratio itself.
+        return Ok(computed(ceil_replicas(ratio), false, ratio));
+    }
+    if cx.tolerance.within(ratio) {
+        // No ready pod to multiply (a held tick): the count kept is what the ratio scales.
+        let pods = if ready > 0.0 {
+            ready
+        } else {
+            f64::from(current.0)
+        };
+        return Ok(computed(current, true, ratio * pods));
+    }
+    if cx.obs.pods.is_empty() {
+        return Err("no pods returned by selector while calculating replica count".into());
+    }
+    Ok(computed(ceil_replicas(ratio * ready), false, ratio * ready))
 }
 
 /// §4.4.4: a total compared with `averageValue` per replica of `status.replicas`.
@@ -123,6 +132,7 @@ fn total_average(usage: i64, target: i64, status: Replicas, tolerance: Tolerance
             per_replica,
         },
         within_tolerance: within,
+        demand: usage as f64 / target as f64,
     }
 }
 
@@ -291,18 +301,20 @@ fn per_pod(
         return Err("no metrics returned matched known pods".into());
     }
     let (ratio, usage) = t.sums.ratio(target);
-    let computed = |replicas, within_tolerance| Computed {
+    let computed = |replicas, within_tolerance, demand| Computed {
         replicas,
         ratio,
         usage,
         within_tolerance,
+        demand,
     };
     let scale_up_with_unready = t.unready > 0 && ratio > 1.0;
     if !scale_up_with_unready && t.missing == 0 {
+        let demand = ratio * t.ready as f64;
         if cx.tolerance.within(ratio) {
-            return Ok(computed(current, true));
+            return Ok(computed(current, true, demand));
         }
-        return Ok(computed(ceil_replicas(ratio * t.ready as f64), false));
+        return Ok(computed(ceil_replicas(demand), false, demand));
     }
     // Step 6: fill in missing pods (at the target/request on a scale-down, 0 on a scale-up),
     // and unready pods at 0 on a scale-up; then recompute.
@@ -321,14 +333,16 @@ fn per_pod(
         t.sums.entries += t.unready;
     }
     let (new_ratio, _) = t.sums.ratio(target);
+    // The refilled calculation is the one the count follows, so it is also the demand.
+    let demand = new_ratio * t.sums.entries as f64;
     let within = cx.tolerance.within(new_ratio);
     let flipped = (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0);
     if within || flipped {
-        return Ok(computed(current, within));
+        return Ok(computed(current, within, demand));
     }
-    let n = ceil_replicas(new_ratio * t.sums.entries as f64);
+    let n = ceil_replicas(demand);
     if (new_ratio < 1.0 && n > current) || (new_ratio > 1.0 && n < current) {
-        return Ok(computed(current, false));
+        return Ok(computed(current, false, demand));
     }
-    Ok(computed(n, false))
+    Ok(computed(n, false, demand))
 }

@@ -55,6 +55,7 @@ pub(super) fn proposals(policy: &Policy, obs: &Observation, now: Time) -> Vec<Ou
                 usage: computed.usage,
                 target: metric.target,
                 within_tolerance: computed.within_tolerance,
+                demand: computed.demand,
             })
         })
         .collect()

@@ -24,6 +24,7 @@ fn proposal(metric: &str, replicas: i32) -> Outcome {
         usage: crate::engine::Usage::Total(0),
         target: Target::Value(100_000),
         within_tolerance: false,
+        demand: f64::from(replicas),
     })
 }
 

@@ -86,6 +86,7 @@ pub fn hpa_default_behavior() -> BehaviorSpec {
             tolerance: Some(0.1),
             ..ScalingRulesSpec::default()
         }),
+        max_reversals: None,
     }
 }
 

@@ -225,18 +225,20 @@ fn decode_behavior(
     problems: &mut Vec<Problem>,
 ) -> Option<BehaviorSpec> {
     for key in b.keys() {
-        if key != "scaleUp" && key != "scaleDown" {
+        if !matches!(key.as_str(), "scaleUp" | "scaleDown" | "maxReversals") {
             problems.push(Problem::new(
                 path,
-                format!("unknown field `{key}`, expected scaleUp or scaleDown"),
+                format!("unknown field `{key}`, expected scaleUp, scaleDown or maxReversals"),
             ));
         }
     }
     let up = optional(b, "scaleUp", path, problems);
     let down = optional(b, "scaleDown", path, problems);
+    let reversals = optional(b, "maxReversals", path, problems);
     Some(BehaviorSpec {
         scale_up: up?,
         scale_down: down?,
+        max_reversals: reversals?,
     })
 }
 

@@ -163,6 +163,20 @@ pub struct BehaviorSpec {
     /// Rules for scaling down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down: Option<ScalingRulesSpec>,
+    /// A flap budget: at most this many direction changes within a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reversals: Option<MaxReversalsSpec>,
+}
+
+/// At most `count` direction changes among the scale events of the last `windowSeconds`; a
+/// decision that would exceed it holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MaxReversalsSpec {
+    /// Direction changes allowed, ≥ 0.
+    pub count: i32,
+    /// The window, 1–3600 s.
+    pub window_seconds: i32,
 }
 
 /// The rules of one direction.
@@ -184,6 +198,14 @@ pub struct ScalingRulesSpec {
     /// No change in this direction within this many seconds after any scale event; default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooldown_seconds: Option<i32>,
+    /// Scale-down only: lower the count only while each metric's recent demand is lower at
+    /// this one-sided confidence (Student's t), in (0.5, 1); unset: no statistical check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// Scale-down only, with `confidence`: how many seconds of readings the bound is computed
+    /// over, 1–3600; default the stabilization window, or 60 when that is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_window_seconds: Option<i32>,
 }
 
 /// How several rate policies combine.

@@ -4,7 +4,8 @@ use kube::CustomResourceExt;
 
 use super::*;
 use crate::engine::{
-    Normalization, OnError, RatePolicy, Replicas, Resource, Seconds, SelectPolicy, Target,
+    Confidence, FlapBudget, Normalization, OnError, RatePolicy, Replicas, Resource, Seconds,
+    SelectPolicy, Target,
 };
 
 fn fixture(name: &str) -> String {
@@ -196,4 +197,100 @@ fn spec_round_trips_through_yaml() {
     let text = serde_saphyr::to_string(&spec).unwrap();
     let back: ScalingPolicySpec = serde_saphyr::from_str(&text).unwrap();
     assert_eq!(back, spec);
+}
+
+const CALM_BASE: &str = "targetRef: {kind: ProcessPool, name: demo}\nmaxReplicas: 10\nmetrics:\n  - name: q\n    prometheus: {query: 'sum(x)'}\n    target: {type: AverageValue, averageValue: 100}\n";
+
+#[test]
+fn confidence_and_flap_budget_reach_the_engine() {
+    let yaml = format!(
+        "{CALM_BASE}behavior:\n  scaleDown: {{stabilizationWindowSeconds: 0, confidence: 0.95, sampleWindowSeconds: 45}}\n  maxReversals: {{count: 2, windowSeconds: 600}}\n"
+    );
+    let (spec, policy) = load_policy_yaml(&yaml).unwrap();
+    let Normalization::Behavior(b) = &policy.normalization else {
+        panic!("behavior expected")
+    };
+    assert_eq!(
+        b.confidence,
+        Some(Confidence {
+            level: 0.95,
+            sample_window: Seconds(45)
+        })
+    );
+    assert_eq!(
+        b.max_reversals,
+        Some(FlapBudget {
+            count: 2,
+            window: Seconds(600)
+        })
+    );
+    let back: ScalingPolicySpec =
+        serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+    assert_eq!(back, spec);
+}
+
+#[test]
+fn the_sample_window_defaults_to_the_stabilization_window_or_a_minute() {
+    let window = |down: &str| {
+        let yaml = format!("{CALM_BASE}behavior:\n  scaleDown: {{{down}confidence: 0.9}}\n");
+        let (_, policy) = load_policy_yaml(&yaml).unwrap();
+        let Normalization::Behavior(b) = policy.normalization else {
+            panic!("behavior expected")
+        };
+        b.confidence.unwrap().sample_window
+    };
+    assert_eq!(window(""), Seconds(300));
+    assert_eq!(window("stabilizationWindowSeconds: 30, "), Seconds(30));
+    assert_eq!(window("stabilizationWindowSeconds: 0, "), Seconds(60));
+}
+
+#[test]
+fn without_the_new_fields_nothing_changes() {
+    let yaml = format!("{CALM_BASE}behavior:\n  scaleDown: {{stabilizationWindowSeconds: 30}}\n");
+    let (_, policy) = load_policy_yaml(&yaml).unwrap();
+    let Normalization::Behavior(b) = policy.normalization else {
+        panic!("behavior expected")
+    };
+    assert_eq!((b.confidence, b.max_reversals), (None, None));
+}
+
+#[test]
+fn every_calm_problem_is_reported_at_once_with_its_path() {
+    let yaml = format!(
+        "{CALM_BASE}behavior:\n  scaleUp: {{confidence: 0.9, sampleWindowSeconds: 30}}\n  scaleDown: {{confidence: 1.0, sampleWindowSeconds: 0}}\n  maxReversals: {{count: -1, windowSeconds: 0}}\n"
+    );
+    let err = load_policy_yaml(&yaml).unwrap_err();
+    let text = err.to_string();
+    let expect = [
+        "spec.behavior.scaleUp.confidence: only scaleDown has a confidence check",
+        "spec.behavior.scaleUp.sampleWindowSeconds: only scaleDown has a confidence check",
+        "spec.behavior.scaleDown.sampleWindowSeconds: must be between 1 and 3600, got 0",
+        "spec.behavior.scaleDown.confidence: must be a number between 0.5 and 1 (exclusive), e.g. 0.95, got 1",
+        "spec.behavior.maxReversals.count: must be ≥ 0, got -1",
+        "spec.behavior.maxReversals.windowSeconds: must be between 1 and 3600, got 0",
+    ];
+    for e in expect {
+        assert!(text.contains(e), "missing {e:?} in:\n{text}");
+    }
+    assert_eq!(err.problems.len(), expect.len(), "{text}");
+}
+
+#[test]
+fn a_sample_window_without_confidence_and_unknown_budget_fields_are_named() {
+    let problem = |behavior: &str| {
+        let yaml = format!("{CALM_BASE}behavior:\n{behavior}");
+        load_policy_yaml(&yaml).unwrap_err().to_string()
+    };
+    let text = problem("  scaleDown: {sampleWindowSeconds: 30}\n");
+    assert!(
+        text.contains(
+            "spec.behavior.scaleDown.sampleWindowSeconds: has no effect without confidence"
+        ),
+        "{text}"
+    );
+    let text = problem("  maxReversals: {count: 1, windowSeconds: 60, every: 3}\n");
+    assert!(
+        text.contains("spec.behavior.maxReversals.every: unknown field `every`"),
+        "{text}"
+    );
 }

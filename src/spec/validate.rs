@@ -5,12 +5,12 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{
-    BehaviorSpec, ErrorAction, RatePolicyKindSpec, RatePolicySpec, ScalingPolicySpec,
-    ScalingRulesSpec, SelectPolicySpec,
+    BehaviorSpec, ErrorAction, MaxReversalsSpec, RatePolicyKindSpec, RatePolicySpec,
+    ScalingPolicySpec, ScalingRulesSpec, SelectPolicySpec,
 };
 use crate::engine::{
-    Behavior, MetricPolicy, Normalization, OnError, Policy, RatePolicy, RatePolicyKind,
-    ReadinessTiming, Replicas, ScalingRules, Seconds, SelectPolicy, Tolerance,
+    Behavior, Confidence, FlapBudget, MetricPolicy, Normalization, OnError, Policy, RatePolicy,
+    RatePolicyKind, ReadinessTiming, Replicas, ScalingRules, Seconds, SelectPolicy, Tolerance,
 };
 
 #[path = "validate_metric.rs"]
@@ -64,6 +64,8 @@ impl fmt::Display for SpecError {
 }
 
 const MAX_WINDOW_SECONDS: i32 = 3600;
+/// The sample window of `confidence` when neither it nor the stabilization window is set.
+const DEFAULT_SAMPLE_WINDOW_SECONDS: u32 = 60;
 const MAX_PERIOD_SECONDS: i32 = 1800;
 /// Cooldowns are tidescale's own; a day is far beyond any sensible value and catches typos.
 const MAX_COOLDOWN_SECONDS: i32 = 86_400;
@@ -268,10 +270,38 @@ fn check_behavior(
         &format!("{path}.scaleDown"),
         report,
     );
+    let up_rules = b.scale_up.as_ref().unwrap_or(&default_rules);
+    for (field, set) in [
+        ("confidence", up_rules.confidence.is_some()),
+        (
+            "sampleWindowSeconds",
+            up_rules.sample_window_seconds.is_some(),
+        ),
+    ] {
+        if set {
+            report(
+                format!("{path}.scaleUp.{field}"),
+                "only scaleDown has a confidence check; scale-up reacts to every reading".into(),
+            );
+        }
+    }
+    let down_rules = b.scale_down.as_ref().unwrap_or(&default_rules);
+    let confidence = check_confidence(
+        down_rules,
+        down.0.stabilization_window,
+        &format!("{path}.scaleDown"),
+        report,
+    );
+    let max_reversals = b
+        .max_reversals
+        .as_ref()
+        .and_then(|m| check_max_reversals(m, &format!("{path}.maxReversals"), report));
     (
         Normalization::Behavior(Behavior {
             scale_up: up.0,
             scale_down: down.0,
+            confidence,
+            max_reversals,
         }),
         Tolerance {
             up: up.1,
@@ -349,6 +379,77 @@ fn check_rules(
         },
         tolerance,
     )
+}
+
+/// `confidence` in (0.5, 1) and `sampleWindowSeconds` in 1–3600 (only with `confidence`).
+fn check_confidence(
+    r: &ScalingRulesSpec,
+    stabilization: Seconds,
+    path: &str,
+    report: &mut impl FnMut(String, String),
+) -> Option<Confidence> {
+    let window = match r.sample_window_seconds {
+        None if stabilization.0 > 0 => Some(stabilization),
+        None => Some(Seconds(DEFAULT_SAMPLE_WINDOW_SECONDS)),
+        Some(s) if (1..=MAX_WINDOW_SECONDS).contains(&s) => Some(Seconds(s as u32)),
+        Some(s) => {
+            report(
+                format!("{path}.sampleWindowSeconds"),
+                format!("must be between 1 and {MAX_WINDOW_SECONDS}, got {s}"),
+            );
+            None
+        }
+    };
+    let Some(level) = r.confidence else {
+        if r.sample_window_seconds.is_some() {
+            report(
+                format!("{path}.sampleWindowSeconds"),
+                "has no effect without confidence".into(),
+            );
+        }
+        return None;
+    };
+    if !(level.is_finite() && level > 0.5 && level < 1.0) {
+        report(
+            format!("{path}.confidence"),
+            format!("must be a number between 0.5 and 1 (exclusive), e.g. 0.95, got {level}"),
+        );
+        return None;
+    }
+    window.map(|sample_window| Confidence {
+        level,
+        sample_window,
+    })
+}
+
+/// A flap budget: a count ≥ 0 over a window of 1–3600 seconds.
+fn check_max_reversals(
+    m: &MaxReversalsSpec,
+    path: &str,
+    report: &mut impl FnMut(String, String),
+) -> Option<FlapBudget> {
+    let mut ok = true;
+    if m.count < 0 {
+        report(
+            format!("{path}.count"),
+            format!("must be ≥ 0, got {}", m.count),
+        );
+        ok = false;
+    }
+    if !(1..=MAX_WINDOW_SECONDS).contains(&m.window_seconds) {
+        report(
+            format!("{path}.windowSeconds"),
+            format!(
+                "must be between 1 and {MAX_WINDOW_SECONDS}, got {}",
+                m.window_seconds
+            ),
+        );
+        ok = false;
+    }
+    ok.then_some(FlapBudget {
+        count: m.count as u32,
+        window: Seconds(m.window_seconds as u32),
+    })
 }
 
 /// One rate policy: a positive value over a period of 1 to 1800 seconds.
