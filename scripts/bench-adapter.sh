@@ -48,6 +48,7 @@ wait_ready() { # url
 }
 
 bench_start hello hello "$bin/examples/adapter_bench" hello "$tmp/serving.pem" "$tmp/serving-key.pem"
+hello_pid=$BENCH_LAST_PID
 bench_start backend backend "$bin/examples/adapter_bench" backend 10000
 cat >"$tmp/adapter.yaml" <<YAML
 interval: 5s
@@ -67,6 +68,7 @@ p1=$(free_port)
 env ${ADAPTER_ENV:-} "$bin/tidescale" adapter --config "$tmp/adapter.yaml" --listen "127.0.0.1:$p1" \
   --tls-cert-file "$tmp/serving.pem" --tls-private-key-file "$tmp/serving-key.pem" --insecure-dev-mode \
   >"$tmp/a1.out" 2>"$tmp/a1.err" &
+a1pid=$!
 p2=$(free_port)
 # shellcheck disable=SC2086
 env ${ADAPTER_ENV:-} "$bin/tidescale" adapter --config "$tmp/adapter.yaml" --listen "127.0.0.1:$p2" \
@@ -79,16 +81,27 @@ wait_ready "https://127.0.0.1:$p2"
 path=/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth
 curl -fsk "https://127.0.0.1:$p1$path" | grep -q '"value":"42"' || { echo "adapter does not serve the metric" >&2; exit 1; }
 
-wrk_side() { # label url
-  bench_wrk "$2" "$secs" "$conns"
-  printf '   %-30s %10s req/s  p50 %-8s p99 %s\n' "$1" "$BENCH_VALUE" "$BENCH_P50" "$BENCH_P99"
+# Besides throughput, each server's CPU time per request, which other work on the machine
+# disturbs much less than throughput.
+adapter_cpu=()
+hello_cpu=()
+wrk_side() { # label url pid
+  bench_wrk "$2" "$secs" "$conns" "$3"
+  printf '   %-30s %10s req/s  p50 %-8s p99 %-8s server CPU %s µs/request\n' "$1" \
+    "$BENCH_VALUE" "$BENCH_P50" "$BENCH_P99" "$BENCH_CPU_US"
 }
-adapter_wrk() { wrk_side "adapter external metric GET" "https://127.0.0.1:$p1$path"; }
-hello_wrk() { wrk_side "bare axum + rustls hello" "$hello/"; }
+adapter_wrk() { wrk_side "adapter external metric GET" "https://127.0.0.1:$p1$path" "$a1pid"; adapter_cpu+=("$BENCH_CPU_US"); }
+hello_wrk() { wrk_side "bare axum + rustls hello" "$hello/" "$hello_pid"; hello_cpu+=("$BENCH_CPU_US"); }
 bench_wrk "https://127.0.0.1:$p1$path" 1 "$conns" # unmeasured warm-up of both sides
 bench_wrk "$hello/" 1 "$conns"
 echo "wrk -t1 -c$conns -d${secs}s per run over HTTPS (HTTP/1.1); A = adapter, B = bare hello"
 bench_pairs "throughput adapter / bare TLS hello" "$pairs" adapter_wrk hello_wrk 0.6
+cpu_ratios=()
+for i in "${!adapter_cpu[@]}"; do
+  cpu_ratios+=("$(awk -v a="${hello_cpu[$i]}" -v b="${adapter_cpu[$i]}" 'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }')")
+done
+echo "server CPU per request: adapter $(bench_stats "${adapter_cpu[@]}") µs, bare hello" \
+  "$(bench_stats "${hello_cpu[@]}") µs; efficiency hello/adapter $(bench_stats "${cpu_ratios[@]}") over $pairs pairs"
 
 latency_side() { # label url; BENCH_VALUE = p99 in ms
   local line

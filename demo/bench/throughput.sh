@@ -17,15 +17,22 @@ cargo build --release -q -p tidescale-demo --bin demo-service --example bare-hel
 bin=${CARGO_TARGET_DIR:-target}/release
 
 bench_start hello hello "$bin/examples/bare-hello"
+hello_pid=$BENCH_LAST_PID
 bench_start demo demo "$bin/demo-service" --listen 127.0.0.1:0 --log-format json
+demo_pid=$BENCH_LAST_PID
 curl -fsS -X PUT -H 'content-type: application/json' -d '{"v":1}' "$demo/kv/x" >/dev/null
 
-side() { # label url
-  bench_wrk "$2/kv/x" "$secs" "$conns"
-  printf '   %-24s %10s req/s  p50 %-8s p99 %s\n' "$1" "$BENCH_VALUE" "$BENCH_P50" "$BENCH_P99"
+# Besides throughput, each side's CPU time per request: on a machine shared with other work,
+# throughput follows how much CPU the server was given; CPU per request much less so.
+demo_cpu=()
+hello_cpu=()
+side() { # label url pid
+  bench_wrk "$2/kv/x" "$secs" "$conns" "$3"
+  printf '   %-24s %10s req/s  p50 %-8s p99 %-8s server CPU %s µs/request\n' "$1" \
+    "$BENCH_VALUE" "$BENCH_P50" "$BENCH_P99" "$BENCH_CPU_US"
 }
-demo_side() { side "demo-service GET /kv/x" "$demo"; }
-hello_side() { side "bare axum" "$hello"; }
+demo_side() { side "demo-service GET /kv/x" "$demo" "$demo_pid"; demo_cpu+=("$BENCH_CPU_US"); }
+hello_side() { side "bare axum" "$hello" "$hello_pid"; hello_cpu+=("$BENCH_CPU_US"); }
 
 # One unmeasured second on each side first, so neither pays for first-touch costs in a pair.
 bench_wrk "$demo/kv/x" 1 "$conns"
@@ -33,3 +40,9 @@ bench_wrk "$hello/kv/x" 1 "$conns"
 
 echo "wrk -t1 -c$conns -d${secs}s per run; A = demo-service, B = bare axum"
 bench_pairs "demo-service / bare axum" "$pairs" demo_side hello_side 0.7
+cpu_ratios=()
+for i in "${!demo_cpu[@]}"; do
+  cpu_ratios+=("$(awk -v a="${hello_cpu[$i]}" -v b="${demo_cpu[$i]}" 'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }')")
+done
+echo "server CPU per request: demo-service $(bench_stats "${demo_cpu[@]}") µs, bare axum" \
+  "$(bench_stats "${hello_cpu[@]}") µs; efficiency bare/demo $(bench_stats "${cpu_ratios[@]}") over $pairs pairs"

@@ -16,7 +16,8 @@
 #   source scripts/lib/bench.sh
 #   bench_init NAME                     temp dir in $BENCH_TMP, teardown trap, leftover check
 #   bench_start VAR NAME CMD...         background CMD; VAR = the first line it prints
-#   bench_wrk URL SECS CONNS            one wrk run; sets BENCH_VALUE (req/s), BENCH_P50/P99
+#   bench_wrk URL SECS CONNS [PID]      one wrk run; sets BENCH_VALUE (req/s), BENCH_P50/P99 and,
+#                                       given the server's PID, BENCH_CPU_US (its CPU per request)
 #   bench_pairs LABEL PAIRS FN_A FN_B [GOAL]
 #                                       FN_A / FN_B run one measurement and set BENCH_VALUE;
 #                                       results in BENCH_A, BENCH_B, BENCH_R (arrays) and
@@ -119,12 +120,14 @@ bench_teardown() {
 }
 
 # Starts CMD in the background (output in $BENCH_TMP/NAME.out/.err) and waits up to 10 s for its
-# first stdout line, which is stored in VAR. Runs in the caller's shell: never call it in $(…).
+# first stdout line, which is stored in VAR; its PID is left in BENCH_LAST_PID. Runs in the
+# caller's shell: never call it in $(…).
 bench_start() {
   local var=$1 name=$2 pid
   shift 2
   "$@" >"$BENCH_TMP/$name.out" 2>"$BENCH_TMP/$name.err" &
   pid=$!
+  BENCH_LAST_PID=$pid
   for _ in $(seq 200); do
     if [[ -s $BENCH_TMP/$name.out ]]; then
       IFS= read -r "${var?}" <"$BENCH_TMP/$name.out"
@@ -140,13 +143,30 @@ bench_start() {
   return 1
 }
 
-# One wrk run (one thread, keep-alive). Sets BENCH_VALUE (req/s), BENCH_P50 and BENCH_P99 (as
-# wrk prints them). Socket errors are reported; non-2xx answers fail the run.
+# CPU time (user + system) PID has used so far, in clock ticks of 10 ms.
+bench_cpu_ticks() {
+  local stat
+  IFS= read -r stat <"/proc/$1/stat"
+  stat=${stat##*) }
+  awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+# One wrk run (one thread, keep-alive). Sets BENCH_VALUE (req/s), BENCH_REQUESTS, BENCH_P50 and
+# BENCH_P99 (as wrk prints them); with a SERVER_PID, also BENCH_CPU_US: the server's CPU time
+# per request in µs, which other work on the machine disturbs much less than throughput.
+# Socket errors are reported; non-2xx answers fail the run.
 bench_wrk() {
-  local url=$1 secs=$2 conns=$3 out
+  local url=$1 secs=$2 conns=$3 server=${4:-} out before=0
   out=$BENCH_TMP/wrk.last
+  [[ -n $server ]] && before=$(bench_cpu_ticks "$server")
   wrk -t1 -c"$conns" -d"${secs}s" --latency "$url" >"$out"
   BENCH_VALUE=$(awk '/^Requests\/sec/ {print $2}' "$out")
+  BENCH_REQUESTS=$(awk '/requests in/ {print $1}' "$out")
+  BENCH_CPU_US=
+  if [[ -n $server ]]; then
+    BENCH_CPU_US=$(awk -v t="$(($(bench_cpu_ticks "$server") - before))" -v n="$BENCH_REQUESTS" \
+      'BEGIN { printf "%.2f", (n > 0 ? t * 10000 / n : 0) }')
+  fi
   BENCH_P50=$(awk '$1=="50%" {print $2}' "$out")
   BENCH_P99=$(awk '$1=="99%" {print $2}' "$out")
   if grep -q 'Non-2xx' "$out"; then
@@ -157,12 +177,14 @@ bench_wrk() {
   [[ -n $BENCH_VALUE ]] || { echo "$url: wrk printed no throughput" >&2; return 1; }
 }
 
-# "median [min–max]" of the arguments (numbers), with up to 3 significant decimals.
+# "median [min–max]" of the arguments (numbers): whole numbers from 100 up, else 3 significant
+# digits.
 bench_stats() {
   printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
     if (NR == 0) { print "n/a"; exit }
     m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "%.4g [%.4g–%.4g]\n", m, v[1], v[NR] }'
+    f = (m >= 100 || m <= -100) ? "%.0f" : "%.3g"
+    printf f " [" f "–" f "]\n", m, v[1], v[NR] }'
 }
 
 # The median alone.
