@@ -146,12 +146,9 @@ fn on_path(tool: &str) -> Option<PathBuf> {
 /// The configuration file and arguments of a reference proxy listening on `port`.
 fn proxy_config(tool: &str, dir: &Path, backend: SocketAddr, port: u16) -> (String, Vec<String>) {
     let d = dir.display();
-    let marker_var = pairs::MARKER_VAR;
     if tool == "nginx" {
         let config = format!(
-            // `env`: nginx clears its workers' environment; the run's marker must survive so
-            // the harness finds the workers too.
-            "worker_processes 1;\ndaemon off;\nenv {marker_var};\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\

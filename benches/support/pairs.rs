@@ -6,7 +6,8 @@
 //!   the median of the per-round ratios with their min–max;
 //! - every process the benchmark starts carries `TIDESCALE_BENCH_RUN=NAME:PID` in its environment
 //!   and is stopped when the [`Run`] is dropped (success or panic) or on Ctrl-C; the marker also
-//!   finds grandchildren (e.g. nginx workers) that a list of child handles would miss;
+//!   finds grandchildren that a list of child handles would miss (except in programs that write
+//!   over their environment, like nginx: those are stopped through their parent, by handle);
 //! - a run refuses to start while processes of an earlier run of the same benchmark are still up.
 
 // Each benchmark (and the harness's own tests) uses a different part of this module.
@@ -88,6 +89,12 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
+        // Children first, by handle, with TERM, so a proxy's master process stops its own
+        // workers: nginx writes its process title over its environment, so neither its master
+        // nor its workers can be found by the marker, and a master killed outright would leave
+        // its workers running.
+        let children: Vec<u32> = self.children.iter().map(Child::id).collect();
+        terminate(&children);
         stop_marked(&self.marker);
         for child in &mut self.children {
             let _ = child.kill();
