@@ -186,6 +186,7 @@ fn the_script_library_leaves_nothing_behind_on_any_exit() {
 fn a_second_run_refuses_to_measure_next_to_leftovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = fake_bench(dir.path(), "harness-left", "wait");
+    let group = Pid::from_raw(first.id() as i32).unwrap();
     let (marker, _) = wait_measured(&mut first);
     // A killed script cannot tear down: its servers stay up, marked.
     first.kill().unwrap();
@@ -198,7 +199,9 @@ fn a_second_run_refuses_to_measure_next_to_leftovers() {
         err.contains("left from an earlier harness-left run"),
         "{err}"
     );
-    for p in left {
-        let _ = rustix::process::kill_process(Pid::from_raw(p as i32).unwrap(), Signal::KILL);
-    }
+    // The leftovers, the script's subshell included, are still in its process group.
+    let _ = kill_process_group(group, Signal::KILL);
+    std::thread::sleep(Duration::from_millis(200));
+    let still: Vec<u32> = left.into_iter().filter(|&p| alive(p)).collect();
+    assert!(still.is_empty(), "cleanup failed: {still:?}");
 }

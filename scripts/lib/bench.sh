@@ -6,9 +6,10 @@
 #    alike, and reports the median of the per-pair ratios A/B with its min–max.
 #  - Clean exits: every process started by the script carries the environment marker
 #    TIDESCALE_BENCH_RUN=NAME:PID (PID = the script's own), children and grandchildren included.
-#    On exit — success, failure, Ctrl-C or TERM — every process with this run's marker is stopped
-#    (TERM, then KILL after 3 s). Processes are found by marker rather than by a list of PIDs kept
-#    in variables, so nothing is missed when a helper ran in a subshell.
+#    On exit — success, failure, Ctrl-C or TERM — every process with this run's marker, and every
+#    background job of the script (subshells carry no marker of their own), is stopped (TERM,
+#    then KILL after 3 s). Processes are found by marker rather than by a list of PIDs kept in
+#    variables, so nothing is missed when a program was started from a subshell.
 #  - A check on start: processes still carrying the marker of an earlier run of the same
 #    benchmark would distort the figures, so `bench_init` lists them and refuses to run (other
 #    benchmarks' processes get a warning).
@@ -103,6 +104,9 @@ bench_teardown() {
   # Bash reports each job it sees killed; those lines are the teardown itself, not news.
   exec 2>/dev/null
   mapfile -t pids < <(bench_marked_pids exact "$BENCH_NAME:$$")
+  # Subshells started with `( … ) &` are forks, not programs: their /proc/PID/environ is the
+  # script's own initial environment, without the marker. They are this shell's jobs, though.
+  mapfile -t -O "${#pids[@]}" pids < <(jobs -p)
   if ((${#pids[@]})); then
     kill -TERM "${pids[@]}" 2>/dev/null || true
     for _ in $(seq 30); do
