@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, put};
 use tokio::net::TcpListener;
 
 pub mod cli;
@@ -69,12 +69,17 @@ impl AppState {
 /// The service's router.
 pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
+    // Handlers share one state behind an `Arc`: axum clones the state for every request, and
+    // one reference count is cheaper than the half-dozen the state's fields hold.
     let api = Router::new()
         .route("/", get(routes::index))
         .route(
             "/kv/{*key}",
-            get(routes::get_kv)
-                .put(routes::put_kv)
+            // Only PUT reads a body, so only PUT carries the body limit: every layer on a route
+            // is cloned per request, on the hot GET too.
+            put(routes::put_kv)
+                .layer(DefaultBodyLimit::max(routes::MAX_BODY_BYTES))
+                .get(routes::get_kv)
                 .delete(routes::delete_kv),
         )
         .route("/load", get(routes::load))
@@ -83,16 +88,11 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(routes::readyz))
         .method_not_allowed_fallback(routes::wrong_method)
         .fallback(routes::no_route)
-        .layer(DefaultBodyLimit::max(routes::MAX_BODY_BYTES))
-        .with_state(state);
+        .with_state(Arc::new(state));
     let scrape = Router::new()
         .route("/metrics", get(metrics::serve_metrics))
         .with_state(metrics.clone());
-    api.merge(scrape)
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            metrics::track,
-        ))
+    api.merge(scrape).layer(metrics::TrackLayer::new(metrics))
 }
 
 /// How the server stops.

@@ -1,5 +1,6 @@
 //! The HTTP routes of the demo service: the key-value API, load endpoints and probes.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
@@ -25,7 +27,7 @@ pub const MAX_LOAD_MS: u64 = 1_000;
 pub const MAX_WORK_MS: u64 = 10_000;
 
 /// `GET /`: counts a hit in the store.
-pub async fn index(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn index(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let hits = state.store.hit().await?;
     Ok(Json(json!({"service": "demo-service", "hits": hits})))
 }
@@ -64,7 +66,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// `PUT /kv/{*key}`: stores a JSON object with `last_updated` and `ttl`, replacing any value.
 pub async fn put_kv(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -109,24 +111,57 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// A stored object with its `ttl` field set to the time it has left, written straight from the
+/// shared stored object: the same JSON as setting `ttl` in a copy of the map (keys in the map's
+/// sorted order), without copying it.
+pub struct WithTtl {
+    /// The object as stored.
+    pub object: Arc<Map<String, Value>>,
+    /// Remaining time to live, whole seconds.
+    pub ttl: u64,
+}
+
+impl Serialize for WithTtl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let replaces = self.object.contains_key("ttl");
+        let len = self.object.len() + usize::from(!replaces);
+        let mut map = serializer.serialize_map(Some(len))?;
+        let mut ttl_written = false;
+        for (key, value) in self.object.iter() {
+            if !ttl_written && key.as_str() >= "ttl" {
+                map.serialize_entry("ttl", &self.ttl)?;
+                ttl_written = true;
+                if key == "ttl" {
+                    continue;
+                }
+            }
+            map.serialize_entry(key, value)?;
+        }
+        if !ttl_written {
+            map.serialize_entry("ttl", &self.ttl)?;
+        }
+        map.end()
+    }
+}
+
 /// `GET /kv/{*key}`: the object with its remaining `ttl`, or 404.
 pub async fn get_kv(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Map<String, Value>>, ApiError> {
+) -> Result<Json<WithTtl>, ApiError> {
     let key = key_from(path)?;
     match state.store.get(&key).await? {
-        Some(mut entry) => {
-            entry.object.insert("ttl".into(), json!(entry.ttl_secs));
-            Ok(Json(entry.object))
-        }
+        Some(entry) => Ok(Json(WithTtl {
+            object: entry.object,
+            ttl: entry.ttl_secs,
+        })),
         None => Err(ApiError::NotFound { key }),
     }
 }
 
 /// `DELETE /kv/{*key}`: 204 when removed, 404 when there was nothing.
 pub async fn delete_kv(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let key = key_from(path)?;
@@ -174,7 +209,7 @@ pub async fn load(q: Result<Query<MsQuery>, QueryRejection>) -> Result<Json<Valu
 
 /// `GET /work?ms=N`: holds a worker slot for N ms without using CPU.
 pub async fn work(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     q: Result<Query<MsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let ms = ms_from(q, MAX_WORK_MS)?;
@@ -188,7 +223,7 @@ pub async fn healthz() -> Json<Value> {
 }
 
 /// `GET /readyz`: the store answers and the server is not draining.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.draining.load(Ordering::Acquire) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -220,4 +255,34 @@ pub async fn wrong_method(uri: Uri) -> Response {
         Json(json!({"error": "method not allowed", "path": uri.path()})),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writing `ttl` on the fly gives the bytes that setting it in a copy of the map gives,
+    /// wherever `ttl` falls among the keys and whether or not the object had one.
+    #[test]
+    fn ttl_written_in_place_matches_a_copy_with_ttl_set() {
+        for object in [
+            json!({"v": 1, "last_updated": 5, "ttl": 9}),
+            json!({"a": [1, 2], "zz": {"ttl": 3}}),
+            json!({"ttl": 1}),
+            json!({}),
+            json!({"tt": 1, "ttl0": 2, "u": null}),
+        ] {
+            let map = object.as_object().unwrap().clone();
+            let mut copy = map.clone();
+            copy.insert("ttl".into(), json!(42));
+            let written = WithTtl {
+                object: Arc::new(map),
+                ttl: 42,
+            };
+            assert_eq!(
+                serde_json::to_string(&written).unwrap(),
+                serde_json::to_string(&copy).unwrap()
+            );
+        }
+    }
 }

@@ -1,15 +1,14 @@
 //! Where values and the hit counter live: Redis (shared by replicas) or in this process.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{self, Instant};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +42,9 @@ pub enum StoreError {
 /// A stored object and the seconds it has left to live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    /// The object as stored.
-    pub object: Map<String, Value>,
+    /// The object as stored; shared with the in-process store, so reading a value copies
+    /// nothing.
+    pub object: Arc<Map<String, Value>>,
     /// Remaining time to live, whole seconds.
     pub ttl_secs: u64,
 }
@@ -202,7 +202,7 @@ impl RedisStore {
             }
         };
         Ok(Some(Entry {
-            object,
+            object: Arc::new(object),
             ttl_secs: ttl.max(0) as u64,
         }))
     }
@@ -242,6 +242,9 @@ fn redact(url: &str) -> String {
 }
 
 /// In-process backend with the same TTL semantics as Redis (expired keys are invisible).
+///
+/// A plain (not async) mutex: it is never held across an await, and taking and releasing it
+/// costs a fraction of what the async mutex's semaphore does on every `GET`.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     values: Arc<Mutex<MemoryValues>>,
@@ -250,17 +253,22 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryValues {
-    map: HashMap<String, (Map<String, Value>, Instant)>,
+    map: HashMap<String, (Arc<Map<String, Value>>, Instant)>,
     writes_since_sweep: usize,
 }
 
 impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryValues> {
+        // A panic while holding the lock leaves the map consistent (every change is one
+        // insert or remove), so a poisoned lock is still safe to use.
+        self.values.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn put(&self, key: &str, object: &Map<String, Value>, ttl: Duration) {
         let now = clock::now();
-        let mut values = self.values.lock().await;
-        values
-            .map
-            .insert(key.to_string(), (object.clone(), now + ttl));
+        let object = Arc::new(object.clone());
+        let mut values = self.lock();
+        values.map.insert(key.to_string(), (object, now + ttl));
         // Sweep expired keys now and then, so memory stays bounded by live keys.
         values.writes_since_sweep += 1;
         if values.writes_since_sweep >= 1024 {
@@ -271,10 +279,10 @@ impl MemoryStore {
 
     async fn get(&self, key: &str) -> Option<Entry> {
         let now = clock::now();
-        let mut values = self.values.lock().await;
+        let mut values = self.lock();
         match values.map.get(key) {
             Some((object, expires)) if *expires > now => Some(Entry {
-                object: object.clone(),
+                object: Arc::clone(object),
                 ttl_secs: expires.duration_since(now).as_secs(),
             }),
             Some(_) => {
@@ -287,7 +295,7 @@ impl MemoryStore {
 
     async fn delete(&self, key: &str) -> bool {
         let now = clock::now();
-        let mut values = self.values.lock().await;
+        let mut values = self.lock();
         matches!(values.map.remove(key), Some((_, expires)) if expires > now)
     }
 }
