@@ -269,6 +269,94 @@ fn within(ours: f64, theirs: f64, what: &str) {
     );
 }
 
+/// Waits until Prometheus has ingested a scrape after `last_t` (unix seconds), so questions
+/// about the past get complete answers: polls the newest sample instead of sleeping.
+async fn wait_ingested(http: &reqwest::Client, prom: &str, last_t: f64) {
+    let mut ingested = false;
+    for _ in 0..100 {
+        let newest = prom_query(http, prom, "max(timestamp(up))", last_t + 30.0).await;
+        if newest.first().is_some_and(|(_, ts)| *ts > last_t + 1.0) {
+            ingested = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ingested,
+        "Prometheus did not ingest a scrape after {last_t} within 10 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_reads_agree_with_prometheus() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, a) = start_demo().await;
+    let (_b, b) = start_demo().await;
+    let (_prom, prom) = start_prometheus(dir.path(), &[a.clone(), b.clone()]).await;
+    let endpoints = format!("[\"{a}/metrics\", \"{b}/metrics\"]");
+    let policy = format!(
+        "targetRef: {{kind: ProcessPool, name: demo}}\nmaxReplicas: 10\ninterval: 1s\nmetrics:\n\
+         - name: rps\n  scrape: {{endpoints: {endpoints}, metric: http_requests_total, labels: {{route: \"{KV_ROUTE}\"}}, aggregate: {{rate: {{window: {WINDOW}}}}}}}\n  target: {{type: AverageValue, averageValue: \"100\"}}\n"
+    );
+    let policy_path = dir.path().join("policy.yaml");
+    std::fs::write(&policy_path, &policy).unwrap();
+    // A one-off probe started mid-run, and a policy loop started 12 s into the traffic.
+    let once = tokio::spawn(probe_once_later(policy_path, Duration::from_secs(20)));
+    let first_window = tokio::spawn(loop_first_window(a.clone(), b.clone()));
+    let sent = drive_traffic(a.clone(), b.clone(), Duration::from_secs(44)).await;
+    assert!(sent > 5_000, "only {sent} requests sent");
+    let once = once.await.unwrap();
+    let first_window = first_window.await.unwrap();
+    let http = reqwest::Client::new();
+    wait_ingested(&http, &prom, num_f(&once["t"]).max(first_window.0 + 30.0)).await;
+    // `--once` samples for its look (10 s) and then reads the true rate, not a fraction of it.
+    assert_eq!(once["metric"], "rps");
+    assert!(num_f(&once["looked"]) >= 10.0, "{once}");
+    // Compared with Prometheus over a window the traffic fully covers, the span it looked.
+    let short_q = format!("sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[10s]))");
+    let t = num_f(&once["t"]);
+    let theirs = prom_query(&http, &prom, &short_q, t).await;
+    within(
+        num(&once["value"]),
+        theirs[0].1,
+        &format!("probe --once rate at {t:.0}"),
+    );
+    // A loop started under steady load: its first rate reading is true and it never proposes
+    // a scale-down in its first window.
+    let (start_unix, records) = first_window;
+    let first = records
+        .iter()
+        .find_map(|r| match r.metrics.get("rps") {
+            Some(Ok(v)) => Some((r.t, *v)),
+            _ => None,
+        })
+        .expect("the loop read a rate in its first window");
+    // Its first reading covers what the loop has seen (a quarter of the window at least):
+    // Prometheus is asked about the same span.
+    let at = start_unix + first.0;
+    assert!(first.0 >= 7.0, "a first reading after {:.1} s", first.0);
+    let span_q = format!(
+        "sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{}s]))",
+        first.0.round()
+    );
+    let theirs = prom_query(&http, &prom, &span_q, at).await;
+    within(
+        first.1,
+        theirs[0].1,
+        &format!("the loop's first rate at {at:.0}"),
+    );
+    let downs: Vec<&str> = records
+        .iter()
+        .filter(|r| r.desired < r.current)
+        .map(|r| r.line.as_str())
+        .collect();
+    assert!(
+        downs.is_empty(),
+        "scale-down in the first window: {downs:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_agrees_with_prometheus() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -320,17 +408,9 @@ async fn probe_agrees_with_prometheus() {
         }
         out
     });
-    // A one-off probe started mid-run, and a policy loop started just after the traffic.
-    let once = tokio::spawn(probe_once_later(
-        policy_path.clone(),
-        Duration::from_secs(20),
-    ));
-    let first_window = tokio::spawn(loop_first_window(a.clone(), b.clone()));
     let sent = drive_traffic(a.clone(), b.clone(), Duration::from_secs(46)).await;
     assert!(sent > 5_000, "only {sent} requests sent");
     let lines = collect.await.unwrap();
-    let once = once.await.unwrap();
-    let first_window = first_window.await.unwrap();
 
     // Reads taken once the traffic has been steady for a whole window.
     let mut steady: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -352,25 +432,11 @@ async fn probe_agrees_with_prometheus() {
         );
     }
     let http = reqwest::Client::new();
-    // Ask about the past only once Prometheus has ingested a scrape after the last steady read:
-    // poll the newest sample's timestamp instead of sleeping for a guessed time.
     let last_t = steady["rps"]
         .iter()
         .filter_map(|r| r["t"].as_f64())
         .fold(0.0, f64::max);
-    let mut ingested = false;
-    for _ in 0..100 {
-        let newest = prom_query(&http, &prom, "max(timestamp(up))", last_t + 30.0).await;
-        if newest.first().is_some_and(|(_, ts)| *ts > last_t + 1.0) {
-            ingested = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        ingested,
-        "Prometheus did not ingest a scrape after {last_t} within 10 s"
-    );
+    wait_ingested(&http, &prom, last_t).await;
     let rate_q = format!("sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{WINDOW}]))");
     let per_instance_q =
         format!("sum by (instance) (rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{WINDOW}]))");
@@ -393,51 +459,6 @@ async fn probe_agrees_with_prometheus() {
             within(num(&r["value"]), theirs[0].1, &format!("{m} at {t:.0}"));
         }
     }
-    // `--once` samples for its look (10 s) and then reads the true rate, not a fraction of it.
-    assert_eq!(once["metric"], "rps");
-    assert!(num_f(&once["looked"]) >= 10.0, "{once}");
-    // Compared with Prometheus over a window the traffic fully covers, the span it looked.
-    let short_q = format!("sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[10s]))");
-    let t = num_f(&once["t"]);
-    let theirs = prom_query(&http, &prom, &short_q, t).await;
-    within(
-        num(&once["value"]),
-        theirs[0].1,
-        &format!("probe --once rate at {t:.0}"),
-    );
-    // A loop started under steady load: its first rate reading is true and it never proposes
-    // a scale-down in its first window.
-    let (start_unix, records) = first_window;
-    let first = records
-        .iter()
-        .find_map(|r| match r.metrics.get("rps") {
-            Some(Ok(v)) => Some((r.t, *v)),
-            _ => None,
-        })
-        .expect("the loop read a rate in its first window");
-    // Its first reading covers what the loop has seen (a quarter of the window at least):
-    // Prometheus is asked about the same span.
-    let at = start_unix + first.0;
-    assert!(first.0 >= 7.0, "a first reading after {:.1} s", first.0);
-    let span_q = format!(
-        "sum(rate(http_requests_total{{route=\"{KV_ROUTE}\"}}[{}s]))",
-        first.0.round()
-    );
-    let theirs = prom_query(&http, &prom, &span_q, at).await;
-    within(
-        first.1,
-        theirs[0].1,
-        &format!("the loop's first rate at {at:.0}"),
-    );
-    let downs: Vec<&str> = records
-        .iter()
-        .filter(|r| r.desired < r.current)
-        .map(|r| r.line.as_str())
-        .collect();
-    assert!(
-        downs.is_empty(),
-        "scale-down in the first window: {downs:?}"
-    );
     // The Prometheus source reads the same numbers through PromQL.
     for (ours, via_prom) in steady["rps"].iter().zip(&steady["prom_rps"]) {
         within(
