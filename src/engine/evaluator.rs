@@ -54,7 +54,7 @@ impl Evaluator {
     /// Decides the desired count for `obs` at `now`. Pure apart from the evaluator's own
     /// memory: the recommendation is recorded for later stabilization.
     ///
-    /// The pipeline, one stage each (see [`super::stages`] and [`super::calm`]): shortcut →
+    /// The pipeline, one stage each (see `engine/stages.rs` and `engine/calm.rs`): shortcut →
     /// proposals → combine → confidence → stabilize → cooldown → rate-limit → flap budget →
     /// bounds. Every stage that changes the count says why.
     pub fn evaluate(&mut self, obs: &Observation, now: Time) -> Decision {
