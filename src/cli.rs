@@ -44,6 +44,8 @@ pub enum Command {
     ServeDemo(tidescale_demo::cli::Args),
     /// Serve custom.metrics.k8s.io and external.metrics.k8s.io for the native HPA.
     Adapter(crate::adapter::run::AdapterArgs),
+    /// Print the ScalingPolicy CustomResourceDefinition (YAML), as deploy/crds/ ships it.
+    Crd,
 }
 
 /// Arguments of `tidescale replay`.

@@ -13,6 +13,13 @@ fn main() -> ExitCode {
     let command = match cli.command {
         Command::Replay(args) => return ExitCode::from(cli::replay(&args, &mut out, &mut err)),
         Command::Check(args) => return ExitCode::from(cli::check(&args, &mut out, &mut err)),
+        Command::Crd => {
+            use std::io::Write;
+            return match out.write_all(tidescale::spec::crd_yaml().as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            };
+        }
         // A replica of the demo pool: the demo service's own runtime, logging and exit codes.
         Command::ServeDemo(args) => return tidescale_demo::cli::main(args),
         command => command,
@@ -47,7 +54,7 @@ fn main() -> ExitCode {
                 println!("{summary}");
                 Ok(())
             }
-            Command::Replay(_) | Command::Check(_) | Command::ServeDemo(_) => {
+            Command::Replay(_) | Command::Check(_) | Command::Crd | Command::ServeDemo(_) => {
                 unreachable!("handled before the runtime starts")
             }
         }

@@ -13,8 +13,11 @@ use crate::metric::DurationSpec;
 use crate::metric::Quantity;
 use crate::source::{PrometheusConfig, ResourceConfig, ScrapeConfig, SourceConfig};
 
+mod crd;
 mod load;
 mod validate;
+
+pub use crd::{CRD_PATH, crd_yaml};
 
 pub use load::{load_policy_yaml, parse_policy_value, parse_spec_value, yaml_value};
 pub use validate::{Problem, SpecError};
