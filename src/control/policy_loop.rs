@@ -366,11 +366,22 @@ impl PolicyLoop {
                     .nth(1)
                     .unwrap_or(endpoint)
                     .trim_end_matches('/');
-                let (host, port) = hostport.rsplit_once(':')?;
+                // `host:port`, `[v6]:port`, or a bare host (a pod without a declared port).
+                let (host, port) = match hostport.rsplit_once(':') {
+                    Some((h, p))
+                        if !h.is_empty() && (!hostport.starts_with('[') || h.ends_with(']')) =>
+                    {
+                        (h, p.parse().ok())
+                    }
+                    _ => (hostport, None),
+                };
                 Some(PodAddress {
                     name: p.name.clone(),
-                    host: host.to_string(),
-                    port: port.parse().ok(),
+                    host: host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string(),
+                    port,
                 })
             })
             .collect();
@@ -444,13 +455,13 @@ impl PolicyLoop {
             .map(|p| PodFacts {
                 name: p.name.clone(),
                 phase: p.phase,
-                deleting: false,
-                started: Some(ago(p.age)),
+                deleting: p.deleting,
+                started: p.started.then(|| ago(p.age)),
                 ready: Some(ReadyCondition {
                     status: p.ready,
                     since: ago(p.ready_changed),
                 }),
-                requests: self.options.default_requests,
+                requests: p.requests.unwrap_or(self.options.default_requests),
             })
             .collect();
         // Requests a source knows (the resource metrics API) win over the assumed ones.

@@ -94,6 +94,9 @@ impl ScaleTarget for FakeTarget {
                     ready_changed: Duration::from_secs(3600),
                     endpoint: None,
                     pid: None,
+                    deleting: false,
+                    started: true,
+                    requests: None,
                 })
                 .collect();
             Ok(TargetStatus {

@@ -4,12 +4,16 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::engine::{PodPhase, Replicas};
+use crate::engine::{PodPhase, Replicas, Requests};
 
 pub mod fake;
+pub mod kube_pods;
+pub mod kube_scale;
 pub mod process_pool;
 
 pub use fake::FakeTarget;
+pub use kube_pods::PodCache;
+pub use kube_scale::KubeScale;
 pub use process_pool::{PoolConfig, ProcessPool};
 
 /// A ready replica that serves on a local address: what a target that runs its replicas itself
@@ -64,6 +68,13 @@ pub struct PodStatus {
     pub endpoint: Option<String>,
     /// Its process id, for a local process.
     pub pid: Option<u32>,
+    /// Being deleted (a pod with a deletion timestamp): ignored by the engine.
+    pub deleting: bool,
+    /// Whether its start time is known (`age` counts from it); a pod without one is unready
+    /// for CPU.
+    pub started: bool,
+    /// Its requests, when the target knows them (pods); `None`: the loop's assumed requests.
+    pub requests: Option<Requests>,
 }
 
 /// Why a target could not be read or scaled.
@@ -88,6 +99,30 @@ pub enum TargetError {
         /// The count asked for.
         requested: Replicas,
         /// Why it was refused.
+        why: String,
+    },
+    /// The target (or its kind) does not exist.
+    #[error("{target} not found: {why}")]
+    NotFound {
+        /// The target's name.
+        target: String,
+        /// What the server said.
+        why: String,
+    },
+    /// Someone else changed the target between the read and the write.
+    #[error("{target}: conflicting write: {why}")]
+    Conflict {
+        /// The target's name.
+        target: String,
+        /// What changed.
+        why: String,
+    },
+    /// The target reports no usable pod selector.
+    #[error("{target}: invalid selector: {why}")]
+    InvalidSelector {
+        /// The target's name.
+        target: String,
+        /// Why.
         why: String,
     },
     /// The target does not answer (API server down, pool shut down).

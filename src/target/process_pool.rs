@@ -253,6 +253,9 @@ impl ScaleTarget for ProcessPool {
                     ready_changed: now.duration_since(m.ready_changed),
                     endpoint: m.addr.map(|a| format!("http://{a}")),
                     pid: m.pid,
+                    deleting: false,
+                    started: true,
+                    requests: None,
                 })
                 .collect::<Vec<_>>();
             let ready = pods.iter().filter(|p| p.ready).count();
