@@ -23,7 +23,7 @@ use crate::source::{
 };
 use crate::spec::ScalingPolicySpec;
 use crate::store::{SampleStore, StoreWriter};
-use crate::target::{ScaleTarget, TargetStatus};
+use crate::target::{ScaleTarget, TargetError, TargetStatus};
 
 /// Why a loop could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +140,7 @@ pub struct PolicyLoop {
     origin: Instant,
     recorder: Arc<dyn Recorder>,
     records: Option<tokio::sync::mpsc::UnboundedSender<(TickRecord, Decision)>>,
+    failures: Option<tokio::sync::mpsc::UnboundedSender<TickRecord>>,
 }
 
 impl std::fmt::Debug for PolicyLoop {
@@ -229,6 +230,7 @@ impl PolicyLoop {
             origin: clock::now(),
             recorder,
             records: None,
+            failures: None,
         })
     }
 
@@ -238,6 +240,12 @@ impl PolicyLoop {
         tx: tokio::sync::mpsc::UnboundedSender<(TickRecord, Decision)>,
     ) -> Self {
         self.records = Some(tx);
+        self
+    }
+
+    /// Sends the record of every tick that could not decide (the target unreadable) to `tx`.
+    pub fn with_failures(mut self, tx: tokio::sync::mpsc::UnboundedSender<TickRecord>) -> Self {
+        self.failures = Some(tx);
         self
     }
 
@@ -283,18 +291,27 @@ impl PolicyLoop {
         let status = match self.target.status().await {
             Ok(s) => s,
             Err(e) => {
+                let (reason, line) = match &e {
+                    TargetError::NotFound { .. } => {
+                        ("TargetNotFound", format!("target not found: {e}"))
+                    }
+                    _ => ("TargetUnavailable", format!("target unavailable: {e}")),
+                };
                 let record = TickRecord {
                     t,
                     current: 0,
                     desired: 0,
                     applied: false,
                     ready: 0,
-                    reason: "TargetUnavailable",
-                    line: format!("target unavailable: {e}"),
+                    reason,
+                    line,
                     metrics: BTreeMap::new(),
                     error: Some(e.to_string()),
                 };
                 tracing::warn!(policy = %self.options.name, "{}", record.line);
+                if let Some(tx) = &self.failures {
+                    let _ = tx.send(record.clone());
+                }
                 return record;
             }
         };

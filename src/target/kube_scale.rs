@@ -36,6 +36,8 @@ pub struct KubeScale {
     watch: Mutex<Option<(String, Arc<PodWatch>)>>,
     /// `spec.replicas` and `resourceVersion` of the last read.
     seen: Mutex<Option<(i32, String)>>,
+    /// `status.selector` of the last read.
+    selector: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for KubeScale {
@@ -110,7 +112,13 @@ impl KubeScale {
             clock: Clock::start(),
             watch: Mutex::new(None),
             seen: Mutex::new(None),
+            selector: Mutex::new(None),
         }
+    }
+
+    /// The pod selector (`status.selector`) of the last read.
+    pub fn selector(&self) -> Option<String> {
+        self.selector.lock().expect("selector lock").clone()
     }
 
     fn error(&self, e: kube::Error) -> TargetError {
@@ -162,6 +170,10 @@ impl KubeScale {
             .map_or((0, None), |s| (s.replicas, s.selector.clone()));
         let rv = scale.metadata.resource_version.clone().unwrap_or_default();
         *self.seen.lock().expect("seen lock") = Some((desired, rv));
+        self.selector
+            .lock()
+            .expect("selector lock")
+            .clone_from(&selector);
         Ok((desired, running, selector))
     }
 
