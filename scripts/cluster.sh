@@ -260,7 +260,7 @@ cmd_up() {
     --authorization-kubeconfig="$state/controller-manager.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port=10357 --cert-dir="$state/kcm-certs" \
     --leader-elect=false --use-service-account-credentials \
-    --controllers=deployment,replicaset,horizontalpodautoscaling,serviceaccount,serviceaccount-token \
+    --controllers=deployment,replicaset,statefulset,namespace,horizontalpodautoscaling,serviceaccount,serviceaccount-token \
     --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
     --horizontal-pod-autoscaler-sync-period=2s \
     --profiling=false --v=1

@@ -44,6 +44,9 @@ pub enum Command {
     ServeDemo(tidescale_demo::cli::Args),
     /// Serve custom.metrics.k8s.io and external.metrics.k8s.io for the native HPA.
     Adapter(crate::adapter::run::AdapterArgs),
+    /// Run the scaler in a cluster: watch ScalingPolicy objects and scale their targets
+    /// (leader-elected; optionally also serving the metrics adapter).
+    Run(crate::run::RunArgs),
     /// Print the ScalingPolicy CustomResourceDefinition (YAML), as deploy/crds/ ships it.
     Crd,
 }

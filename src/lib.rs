@@ -42,6 +42,7 @@ pub mod local;
 pub mod metric;
 pub mod probe;
 pub mod replay;
+pub mod run;
 pub mod source;
 pub mod spec;
 pub mod store;

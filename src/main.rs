@@ -48,6 +48,10 @@ fn main() -> ExitCode {
                 tidescale::adapter::run::run(&args, cli::shutdown_signal()).await?;
                 Ok(())
             }
+            Command::Run(args) => {
+                tidescale::run::run(&args, cli::shutdown_signal()).await?;
+                Ok(())
+            }
             Command::Demo(args) => {
                 tidescale::telemetry::init_logging(tidescale::telemetry::LogFormat::Text, "warn");
                 let summary = tidescale::local::demo::run(args.into()).await?;

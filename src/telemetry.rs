@@ -42,6 +42,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabels {
+    lease: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MetricLabels {
     policy: String,
     metric: String,
@@ -55,8 +60,12 @@ pub struct Telemetry {
     desired: Family<PolicyLabels, Gauge>,
     current: Family<PolicyLabels, Gauge>,
     scale_errors: Family<PolicyLabels, Counter>,
+    scale_writes: Family<PolicyLabels, Counter>,
     source_seconds: Family<MetricLabels, Histogram>,
     source_errors: Family<MetricLabels, Counter>,
+    metric_value: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    metric_target: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    leader: Family<LeaseLabels, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -73,11 +82,35 @@ impl Telemetry {
         let desired = Family::default();
         let current = Family::default();
         let scale_errors = Family::default();
+        let scale_writes = Family::default();
+        registry.register(
+            "scale_writes",
+            "Rescales the target accepted",
+            scale_writes.clone(),
+        );
         let source_seconds = Family::<MetricLabels, Histogram>::new_with_constructor(
             (|| Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]))
                 as fn() -> Histogram,
         );
         let source_errors = Family::default();
+        let metric_value = Family::default();
+        let metric_target = Family::default();
+        let leader = Family::default();
+        registry.register(
+            "metric_value",
+            "Each policy metric's last value, in its target's units",
+            metric_value.clone(),
+        );
+        registry.register(
+            "metric_target",
+            "Each policy metric's target",
+            metric_target.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this process holds the lease",
+            leader.clone(),
+        );
         registry.register(
             "decisions",
             "Decisions taken, by policy and the step that settled them",
@@ -114,9 +147,22 @@ impl Telemetry {
             desired,
             current,
             scale_errors,
+            scale_writes,
             source_seconds,
             source_errors,
+            metric_value,
+            metric_target,
+            leader,
         }
+    }
+
+    /// Sets the leader gauge of `lease`.
+    pub fn set_leader(&self, lease: &str, leading: bool) {
+        self.leader
+            .get_or_create(&LeaseLabels {
+                lease: lease.into(),
+            })
+            .set(i64::from(leading));
     }
 
     /// The metrics as OpenMetrics text.
@@ -151,6 +197,39 @@ impl crate::control::Recorder for Telemetry {
                 policy: policy.into(),
             })
             .inc();
+    }
+
+    fn scaled(&self, policy: &str) {
+        self.scale_writes
+            .get_or_create(&PolicyLabels {
+                policy: policy.into(),
+            })
+            .inc();
+    }
+
+    fn metric_value(&self, policy: &str, metric: &str, value: f64, target: f64) {
+        let labels = MetricLabels {
+            policy: policy.into(),
+            metric: metric.into(),
+        };
+        self.metric_value.get_or_create(&labels).set(value);
+        self.metric_target.get_or_create(&labels).set(target);
+    }
+
+    fn forget(&self, policy: &str, metrics: &[String]) {
+        let p = PolicyLabels {
+            policy: policy.into(),
+        };
+        self.desired.remove(&p);
+        self.current.remove(&p);
+        for m in metrics {
+            let labels = MetricLabels {
+                policy: policy.into(),
+                metric: m.clone(),
+            };
+            self.metric_value.remove(&labels);
+            self.metric_target.remove(&labels);
+        }
     }
 
     /// Records one source read.

@@ -59,6 +59,7 @@ impl Default for ControllerConfig {
 }
 
 struct Running {
+    metrics: Vec<String>,
     uid: String,
     generation: Option<i64>,
     stop: watch::Sender<bool>,
@@ -253,6 +254,7 @@ impl Controller {
                 tracing::info!(policy = %key, "stopping the policy's loop");
                 let _ = r.stop.send(true);
                 let _ = r.task.await;
+                self.shared.recorder.forget(&key.to_string(), &r.metrics);
             }
         }
         self.held.retain(|k, _| objects.iter().any(|o| &o.key == k));
@@ -292,10 +294,12 @@ impl Controller {
         let (stop_tx, stop_rx) = watch::channel(false);
         let key = obj.key.clone();
         let (uid, generation) = (obj.uid.clone(), obj.generation);
+        let metrics = obj.spec.metrics.iter().map(|m| m.name.clone()).collect();
         let task = tokio::spawn(run_policy(self.shared.clone(), obj, stop_rx));
         self.running.insert(
             key,
             Running {
+                metrics,
                 uid,
                 generation,
                 stop: stop_tx,

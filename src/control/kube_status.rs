@@ -18,7 +18,7 @@ pub const FIELD_MANAGER: &str = "tidescale";
 #[derive(Clone)]
 pub struct KubeStatusSink {
     client: Client,
-    recorder: Recorder,
+    reporter: Reporter,
 }
 
 impl std::fmt::Debug for KubeStatusSink {
@@ -34,10 +34,7 @@ impl KubeStatusSink {
             controller: "tidescale".into(),
             instance,
         };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-        }
+        Self { reporter, client }
     }
 }
 
@@ -100,7 +97,10 @@ impl StatusSink for KubeStatusSink {
                 },
                 secondary: None,
             };
-            self.recorder
+            // A fresh recorder per event: kube's own cache would fold a new note into the
+            // series of an older event with the same reason ("New size: 4 (x2)" for 4 then
+            // 6); repeats are already limited by the tracker's EventLimiter.
+            Recorder::new(self.client.clone(), self.reporter.clone())
                 .publish(&ev, &reference)
                 .await
                 .map_err(|e| e.to_string())

@@ -341,9 +341,15 @@ impl PolicyLoop {
                 .collect(),
             error: None,
         };
+        for p in &decision.proposals {
+            let (value, target) = engine::units(p.usage, p.target);
+            self.recorder
+                .metric_value(&self.options.name, &p.metric, value, target);
+        }
         if decision.apply {
             match self.target.scale_to(decision.desired).await {
                 Ok(()) => {
+                    self.recorder.scaled(&self.options.name);
                     self.evaluator
                         .record_scale(decision.current, decision.desired, now);
                     record.applied = true;

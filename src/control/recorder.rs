@@ -9,8 +9,14 @@ pub trait Recorder: Send + Sync {
     fn decision(&self, policy: &str, reason: &'static str, current: i32, desired: i32);
     /// A rescale the target refused or failed.
     fn scale_error(&self, policy: &str);
+    /// A rescale the target accepted.
+    fn scaled(&self, _policy: &str) {}
     /// One read of one metric: how long it took and whether it succeeded.
     fn source_read(&self, policy: &str, metric: &str, seconds: f64, ok: bool);
+    /// A metric's value next to its target, in the target's units (percent for utilization).
+    fn metric_value(&self, _policy: &str, _metric: &str, _value: f64, _target: f64) {}
+    /// The policy stopped: its gauges no longer describe anything.
+    fn forget(&self, _policy: &str, _metrics: &[String]) {}
 }
 
 /// A recorder that counts what it is told (tests, benchmarks, and loops nobody scrapes).

@@ -26,7 +26,7 @@ mod stages;
 pub mod time;
 
 pub use calm::Bound;
-pub use decision::{Decision, Direction, Proposal, RateLimit, Reason, Usage};
+pub use decision::{Decision, Direction, Proposal, RateLimit, Reason, Usage, units};
 pub use evaluator::Evaluator;
 pub use observation::{
     MetricFailure, Observation, PodFacts, PodPhase, PodValues, Reading, ReadyCondition, Requests,

@@ -50,7 +50,12 @@ pub use validate::{Problem, SpecError};
         type_ = "date",
         json_path = ".status.lastScaleTime"
     ),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason")
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScalingPolicySpec {

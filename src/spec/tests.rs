@@ -182,7 +182,15 @@ fn crd_has_the_documented_shape() {
         .collect();
     assert_eq!(
         cols,
-        ["Min", "Max", "Current", "Desired", "Last Scale", "Reason"]
+        [
+            "Min",
+            "Max",
+            "Current",
+            "Desired",
+            "Last Scale",
+            "Reason",
+            "Age"
+        ]
     );
     let yaml = serde_saphyr::to_string(&crd).unwrap();
     assert!(

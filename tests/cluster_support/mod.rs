@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a part of the harness
 
 pub mod prometheus;
+pub mod scaler;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,0 +1,118 @@
+//! `tidescale run` as a child process against the local control plane: its log in a file, its
+//! `/metrics` read over loopback, killed (SIGKILL) or stopped (SIGTERM) by the test.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Cluster, Deadline};
+
+/// One `tidescale run` process.
+pub struct ScalerProcess {
+    child: tokio::process::Child,
+    /// Its stderr.
+    pub log: PathBuf,
+    /// `http://127.0.0.1:<port>`, where `/metrics`, `/healthz`, `/readyz` are served.
+    pub base: String,
+    /// Its lease identity.
+    pub identity: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ScalerProcess {
+    /// Starts `tidescale run` as `identity` with `extra` flags, and waits for `/healthz`.
+    pub async fn start(cluster: &Cluster, identity: &str, extra: &[&str]) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("run.log");
+        let port = free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidescale"))
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(["--identity", identity, "--log-format", "text"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tidescale run starts");
+        let s = ScalerProcess {
+            child,
+            log,
+            base: format!("http://127.0.0.1:{port}"),
+            identity: identity.to_string(),
+            _dir: dir,
+        };
+        let deadline = Deadline::new(&format!("{identity}'s /healthz"), 30);
+        while reqwest::get(format!("{}/healthz", s.base)).await.is_err() {
+            deadline.tick().await;
+        }
+        s
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `/metrics`, or empty when the process does not answer.
+    pub async fn metrics(&self) -> String {
+        match reqwest::get(format!("{}/metrics", self.base)).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The value of the first sample whose line starts with `prefix`.
+    pub async fn sample(&self, prefix: &str) -> Option<f64> {
+        self.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// True while this process says it holds the lease.
+    pub async fn leading(&self) -> bool {
+        self.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("tidescale_leader{") && l.ends_with(" 1"))
+    }
+
+    /// Scale writes this process made for `policy` (`ns/name`).
+    pub async fn writes(&self, policy: &str) -> f64 {
+        let prefix = format!("tidescale_scale_writes_total{{policy=\"{policy}\"}}");
+        self.sample(&prefix).await.unwrap_or(0.0)
+    }
+
+    /// SIGKILL: no chance to release the lease.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM, then waits up to 30 s for a clean exit; returns whether it exited 0.
+    pub async fn terminate(mut self) -> bool {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        matches!(
+            tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await,
+            Ok(Ok(status)) if status.success()
+        )
+    }
+}
