@@ -5,30 +5,9 @@
 
 mod cluster_support;
 
-use cluster_support::scaler::ScalerProcess;
+use cluster_support::scaler::{ScalerProcess, install_crd};
 use cluster_support::{Cluster, Deadline, Exposition, condition, deployment_yaml, replicas};
 use serde_json::Value;
-
-const CRD: &str = include_str!("../deploy/crds/scalingpolicies.tidescale.io.yaml");
-
-/// Applies the CRD (server-side, as a user would) and waits until it is Established.
-pub async fn install_crd(cluster: &Cluster) {
-    let (ok, out, err) = cluster
-        .kubectl_stdin(
-            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-            Some(CRD),
-        )
-        .await;
-    assert!(ok, "the API server refused the CRD: {err}{out}");
-    cluster
-        .kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/scalingpolicies.tidescale.io",
-            "--timeout=60s",
-        ])
-        .await;
-}
 
 fn policy(ns: &str, name: &str, target: (&str, &str, &str), url: &str, extra: &str) -> String {
     let (api_version, kind, object) = target;
@@ -89,25 +68,27 @@ async fn scales_a_deployment_up_and_down_with_status_columns_and_events() {
     let ns = cluster.namespace("ctl-web").await;
     let page = Exposition::start(&cluster.host_ip).await;
     page.set("queue_depth", 35.0);
-    cluster.apply(&deployment_yaml(&ns, "web", 1)).await;
+    cluster.apply(&deployment_yaml(&ns, "web", 2)).await;
     let scaler = ScalerProcess::start(
         &cluster,
         "solo",
         &["--leader-elect=false", "--namespace", &ns],
     )
     .await;
-    cluster
-        .apply(&policy(
-            &ns,
-            "web",
-            ("apps/v1", "Deployment", "web"),
-            &page.url,
-            "",
-        ))
-        .await;
-    // 35 vs 10 on one replica → 4; then 35 vs 10 on 4 → 14, held at max 4.
+    let web = policy(&ns, "web", ("apps/v1", "Deployment", "web"), &page.url, "")
+        .replace("minReplicas: 1", "minReplicas: 2");
+    cluster.apply(&web).await;
+    // 35 vs 10 on two replicas → 7, held at max 4 (and 35 vs 10 on 4 → 14, still 4).
     wait_replicas(&cluster, &ns, "web", 4).await;
-    let p = wait_condition(&cluster, &ns, "web", "ScalingLimited", "TooManyReplicas").await;
+    // The status of the tick after the rescale: current 4, still limited by the maximum.
+    let deadline = Deadline::new("status current 4 and TooManyReplicas", 30);
+    let p = loop {
+        let p = wait_condition(&cluster, &ns, "web", "ScalingLimited", "TooManyReplicas").await;
+        if p["status"]["currentReplicas"] == 4 {
+            break p;
+        }
+        deadline.tick().await;
+    };
     assert_eq!(condition(&p, "Ready")["status"], "True");
     assert_eq!(condition(&p, "ScalingActive")["reason"], "ValidMetricFound");
     assert_eq!(
@@ -130,10 +111,10 @@ async fn scales_a_deployment_up_and_down_with_status_columns_and_events() {
         "{table}"
     );
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..5], ["web", "1", "4", "4", "4"], "{table}");
+    assert_eq!(&row[..5], ["web", "2", "4", "4", "4"], "{table}");
     assert_eq!(row[6], "Clamped", "{table}");
 
-    // 5 vs 10 on 4 → 2 at once (no scale-down window).
+    // 5 vs 10 on 4 → 2 at once (no scale-down window); 5 vs 10 on 2 → 1, held at min 2.
     page.set("queue_depth", 5.0);
     wait_replicas(&cluster, &ns, "web", 2).await;
     let deadline = Deadline::new("both rescales in `kubectl describe sp`", 30);
@@ -228,15 +209,10 @@ async fn scales_a_statefulset_and_a_custom_resource_through_their_scale_subresou
         &["--leader-elect=false", "--namespace", &ns],
     )
     .await;
-    cluster
-        .apply(&policy(
-            &ns,
-            "db",
-            ("apps/v1", "StatefulSet", "db"),
-            &page.url,
-            "",
-        ))
-        .await;
+    // 25 vs 10 on one replica → 3, the StatefulSet's maximum (its ready pods grow with it).
+    let db = policy(&ns, "db", ("apps/v1", "StatefulSet", "db"), &page.url, "")
+        .replace("maxReplicas: 4", "maxReplicas: 3");
+    cluster.apply(&db).await;
     cluster
         .apply(&policy(
             &ns,
@@ -262,6 +238,173 @@ async fn scales_a_statefulset_and_a_custom_resource_through_their_scale_subresou
     }
     let p = sp(&cluster, &ns, "shop").await;
     assert_eq!(condition(&p, "AbleToScale")["status"], "True", "{p}");
+    cluster
+        .kubectl_ok(&["delete", "namespace", &ns, "--wait=false"])
+        .await;
+}
+
+/// The Deployment's `metadata.generation`: every write that changes its spec bumps it.
+async fn generation(cluster: &Cluster, ns: &str, name: &str) -> i64 {
+    cluster
+        .kubectl_json(&["-n", ns, "get", "deployment", name, "-o", "json"])
+        .await["metadata"]["generation"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_policy_that_cannot_run_reports_why_and_writes_nothing() {
+    let cluster = Cluster::require();
+    install_crd(&cluster).await;
+    let ns = cluster.namespace("ctl-holds").await;
+    let page = Exposition::start(&cluster.host_ip).await;
+    page.set("queue_depth", 35.0);
+    for d in ["hpa-owned", "shared", "dry", "gone"] {
+        cluster.apply(&deployment_yaml(&ns, d, 1)).await;
+    }
+    cluster
+        .apply(&format!(
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: native, namespace: {ns}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: hpa-owned}}\n  minReplicas: 1\n  maxReplicas: 1\n  metrics: [{{type: Resource, resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}}}]\n"
+        ))
+        .await;
+    let before: Vec<i64> = futures::future::join_all(
+        ["hpa-owned", "shared", "dry"].map(|d| generation(&cluster, &ns, d)),
+    )
+    .await;
+    let scaler = ScalerProcess::start(
+        &cluster,
+        "solo",
+        &["--leader-elect=false", "--namespace", &ns],
+    )
+    .await;
+    let invalid = policy(
+        &ns,
+        "invalid",
+        ("apps/v1", "Deployment", "shared"),
+        &page.url,
+        "",
+    )
+    .replace("minReplicas: 1", "minReplicas: 5")
+    .replace("interval: 1s", "interval: 10ms");
+    cluster.apply(&invalid).await;
+    cluster
+        .apply(&policy(
+            &ns,
+            "missing",
+            ("apps/v1", "Deployment", "nowhere"),
+            &page.url,
+            "",
+        ))
+        .await;
+    cluster
+        .apply(&policy(
+            &ns,
+            "vs-hpa",
+            ("apps/v1", "Deployment", "hpa-owned"),
+            &page.url,
+            "",
+        ))
+        .await;
+    let dry = policy(
+        &ns,
+        "dry",
+        ("apps/v1", "Deployment", "dry"),
+        &page.url,
+        "  dryRun: true\n",
+    );
+    cluster.apply(&dry).await;
+
+    let p = wait_condition(&cluster, &ns, "invalid", "Ready", "InvalidSpec").await;
+    let msg = condition(&p, "Ready")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("maxReplicas") && msg.contains("interval"),
+        "every problem listed: {msg}"
+    );
+    let p = wait_condition(&cluster, &ns, "missing", "Ready", "TargetNotFound").await;
+    assert_eq!(condition(&p, "Ready")["status"], "False");
+    let p = wait_condition(&cluster, &ns, "vs-hpa", "Ready", "ConflictingHPA").await;
+    assert!(
+        condition(&p, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("native")
+    );
+    // The dry run decides 4 and says so, but never writes.
+    let deadline = Deadline::new("the dry run's decision", 60);
+    loop {
+        let p = sp(&cluster, &ns, "dry").await;
+        if p["status"]["desiredReplicas"] == 4 {
+            assert!(
+                p["status"]["lastDecision"]
+                    .as_str()
+                    .unwrap()
+                    .contains("dry run"),
+                "{p}"
+            );
+            break;
+        }
+        deadline.tick().await;
+    }
+    // Two policies on one target: the older (the invalid one does not count) runs, the newer
+    // reports the conflict.
+    cluster
+        .apply(&policy(
+            &ns,
+            "first",
+            ("apps/v1", "Deployment", "gone"),
+            &page.url,
+            "",
+        ))
+        .await;
+    wait_replicas(&cluster, &ns, "gone", 4).await;
+    cluster
+        .apply(&policy(
+            &ns,
+            "second",
+            ("apps/v1", "Deployment", "gone"),
+            &page.url,
+            "",
+        ))
+        .await;
+    let p = wait_condition(&cluster, &ns, "second", "Ready", "ConflictingPolicy").await;
+    assert!(
+        condition(&p, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("first"),
+        "{p}"
+    );
+    // Deleted mid-run: the loop stops; the metric falls and nobody scales down. (The newer
+    // policy goes first: deleting the older alone would rightly hand it the target.)
+    for p in ["second", "first"] {
+        cluster
+            .kubectl_ok(&["-n", &ns, "delete", "scalingpolicy", p])
+            .await;
+    }
+    let stopped = format!("stopping the policy's loop policy={ns}/first");
+    let deadline = Deadline::new("the deleted policy's loop stops", 30);
+    while !scaler.log_text().contains(&stopped) {
+        deadline.tick().await;
+    }
+    let g = generation(&cluster, &ns, "gone").await;
+    page.set("queue_depth", 1.0);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        generation(&cluster, &ns, "gone").await,
+        g,
+        "no write after the delete"
+    );
+    let after: Vec<i64> = futures::future::join_all(
+        ["hpa-owned", "shared", "dry"].map(|d| generation(&cluster, &ns, d)),
+    )
+    .await;
+    assert_eq!(
+        before, after,
+        "no write to hpa-owned, shared (invalid policy) or dry"
+    );
     cluster
         .kubectl_ok(&["delete", "namespace", &ns, "--wait=false"])
         .await;

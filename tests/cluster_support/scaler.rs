@@ -116,3 +116,24 @@ impl ScalerProcess {
         )
     }
 }
+
+const CRD: &str = include_str!("../../deploy/crds/scalingpolicies.tidescale.io.yaml");
+
+/// Applies the CRD (server-side, as a user would) and waits until it is Established.
+pub async fn install_crd(cluster: &Cluster) {
+    let (ok, out, err) = cluster
+        .kubectl_stdin(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(CRD),
+        )
+        .await;
+    assert!(ok, "the API server refused the CRD: {err}{out}");
+    cluster
+        .kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/scalingpolicies.tidescale.io",
+            "--timeout=60s",
+        ])
+        .await;
+}
