@@ -46,7 +46,7 @@ pub enum Command {
     Adapter(crate::adapter::run::AdapterArgs),
     /// Run the scaler in a cluster: watch ScalingPolicy objects and scale their targets
     /// (leader-elected; optionally also serving the metrics adapter).
-    Run(crate::run::RunArgs),
+    Run(Box<crate::run::RunArgs>),
     /// Print the ScalingPolicy CustomResourceDefinition (YAML), as deploy/crds/ ships it.
     Crd,
 }

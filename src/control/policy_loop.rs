@@ -290,30 +290,7 @@ impl PolicyLoop {
         let t = started.duration_since(self.origin).as_secs_f64();
         let status = match self.target.status().await {
             Ok(s) => s,
-            Err(e) => {
-                let (reason, line) = match &e {
-                    TargetError::NotFound { .. } => {
-                        ("TargetNotFound", format!("target not found: {e}"))
-                    }
-                    _ => ("TargetUnavailable", format!("target unavailable: {e}")),
-                };
-                let record = TickRecord {
-                    t,
-                    current: 0,
-                    desired: 0,
-                    applied: false,
-                    ready: 0,
-                    reason,
-                    line,
-                    metrics: BTreeMap::new(),
-                    error: Some(e.to_string()),
-                };
-                tracing::warn!(policy = %self.options.name, "{}", record.line);
-                if let Some(tx) = &self.failures {
-                    let _ = tx.send(record.clone());
-                }
-                return record;
-            }
+            Err(e) => return self.unreadable(t, &e),
         };
         self.publish_members(&status);
         let readings = self.read_all().await;
@@ -374,6 +351,30 @@ impl PolicyLoop {
         }
         if let Some(tx) = &self.records {
             let _ = tx.send((record.clone(), decision));
+        }
+        record
+    }
+
+    /// The record of a tick whose target could not be read: nothing is decided.
+    fn unreadable(&self, t: f64, e: &TargetError) -> TickRecord {
+        let (reason, line) = match e {
+            TargetError::NotFound { .. } => ("TargetNotFound", format!("target not found: {e}")),
+            _ => ("TargetUnavailable", format!("target unavailable: {e}")),
+        };
+        let record = TickRecord {
+            t,
+            current: 0,
+            desired: 0,
+            applied: false,
+            ready: 0,
+            reason,
+            line,
+            metrics: BTreeMap::new(),
+            error: Some(e.to_string()),
+        };
+        tracing::warn!(policy = %self.options.name, "{}", record.line);
+        if let Some(tx) = &self.failures {
+            let _ = tx.send(record.clone());
         }
         record
     }

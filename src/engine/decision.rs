@@ -457,6 +457,27 @@ fn fmt_confident(
     }
 }
 
+/// A proposal's usage and target as plain numbers in the target's units: percent for
+/// utilization, otherwise units (milli-units divided by 1000); a total compared per replica
+/// shows its per-replica value.
+pub fn units(usage: Usage, target: super::Target) -> (f64, f64) {
+    use super::Target;
+    let t = match target {
+        Target::Utilization(p) => f64::from(p),
+        Target::AverageValue(m) | Target::Value(m) => m as f64 / 1000.0,
+    };
+    let u = match usage {
+        Usage::Utilization(p) => f64::from(p),
+        Usage::PerPod(m) | Usage::Total(m) => m as f64 / 1000.0,
+        Usage::TotalPerReplica {
+            per_replica: Some(m),
+            ..
+        } if matches!(target, Target::AverageValue(_)) => m as f64 / 1000.0,
+        Usage::TotalPerReplica { total, .. } => total as f64 / 1000.0,
+    };
+    (u, t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,25 +499,4 @@ mod tests {
             assert_eq!(fmt_milli(m).to_string(), s);
         }
     }
-}
-
-/// A proposal's usage and target as plain numbers in the target's units: percent for
-/// utilization, otherwise units (milli-units divided by 1000); a total compared per replica
-/// shows its per-replica value.
-pub fn units(usage: Usage, target: super::Target) -> (f64, f64) {
-    use super::Target;
-    let t = match target {
-        Target::Utilization(p) => f64::from(p),
-        Target::AverageValue(m) | Target::Value(m) => m as f64 / 1000.0,
-    };
-    let u = match usage {
-        Usage::Utilization(p) => f64::from(p),
-        Usage::PerPod(m) | Usage::Total(m) => m as f64 / 1000.0,
-        Usage::TotalPerReplica {
-            per_replica: Some(m),
-            ..
-        } if matches!(target, Target::AverageValue(_)) => m as f64 / 1000.0,
-        Usage::TotalPerReplica { total, .. } => total as f64 / 1000.0,
-    };
-    (u, t)
 }

@@ -19,8 +19,11 @@ use crate::metric::Quantity;
 #[derive(Clone)]
 pub struct PodCache {
     client: Client,
-    watches: Arc<Mutex<HashMap<(String, String), Weak<PodWatch>>>>,
+    watches: Arc<Mutex<WatchMap>>,
 }
+
+/// Live watches by (namespace, selector); a dead entry is replaced on next use.
+type WatchMap = HashMap<(String, String), Weak<PodWatch>>;
 
 impl std::fmt::Debug for PodCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
