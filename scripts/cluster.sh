@@ -431,6 +431,18 @@ cmd_adapter() {
   token="$("$kubectl" "${admin[@]}" -n tidescale create token tidescale-adapter --duration=48h)"
   kubeconfig "$state/adapter.kubeconfig" tidescale-adapter "" "$token"
   log "adapter on https://$ns_ip:$adapter_port inside netns $netns"
+  if [ -n "${TIDESCALE_ADAPTER_VIA_RUN:-}" ]; then
+    # The same adapter served by `tidescale run` next to its controller (which watches only
+    # the adapter's own namespace: its service account may read nothing else).
+    exec ip netns exec "$netns" "$tidescale" run --adapter-config "$config" \
+      --adapter-listen "$ns_ip:$adapter_port" --leader-elect=false --namespace tidescale \
+      --metrics-listen 127.0.0.1:8080 --log-format text \
+      --tls-cert-file "$pki/adapter.crt" --tls-private-key-file "$pki/adapter.key" \
+      --kubeconfig "$state/adapter.kubeconfig" \
+      --authentication-kubeconfig "$state/adapter.kubeconfig" \
+      --authorization-kubeconfig "$state/adapter.kubeconfig" \
+      "$@"
+  fi
   exec ip netns exec "$netns" "$tidescale" adapter --config "$config" \
     --listen "$ns_ip:$adapter_port" \
     --tls-cert-file "$pki/adapter.crt" --tls-private-key-file "$pki/adapter.key" \

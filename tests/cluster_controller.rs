@@ -6,7 +6,9 @@
 mod cluster_support;
 
 use cluster_support::scaler::{ScalerProcess, install_crd};
-use cluster_support::{Cluster, Deadline, Exposition, condition, deployment_yaml, replicas};
+use cluster_support::{
+    AdapterProcess, Cluster, Deadline, Exposition, condition, deployment_yaml, replicas,
+};
 use serde_json::Value;
 
 fn policy(ns: &str, name: &str, target: (&str, &str, &str), url: &str, extra: &str) -> String {
@@ -101,6 +103,11 @@ async fn scales_a_deployment_up_and_down_with_status_columns_and_events() {
             .as_str()
             .is_some_and(|t| t.ends_with('Z'))
     );
+    // The structural schema the API server accepted documents the spec.
+    let explained = cluster
+        .kubectl_ok(&["explain", "scalingpolicy.spec.targetRef"])
+        .await;
+    assert!(explained.contains("The workload to scale"), "{explained}");
     let table = cluster.kubectl_ok(&["-n", &ns, "get", "sp", "web"]).await;
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
@@ -408,4 +415,44 @@ async fn every_policy_that_cannot_run_reports_why_and_writes_nothing() {
     cluster
         .kubectl_ok(&["delete", "namespace", &ns, "--wait=false"])
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_also_serves_the_adapter_behind_the_real_aggregator() {
+    let cluster = Cluster::require();
+    let page = Exposition::start(&cluster.host_ip).await;
+    page.set(r#"queue_depth{queue="orders"}"#, 42.0);
+    let config = format!(
+        "interval: 1s\nexternalMetrics:\n- name: queue_depth\n  labels: {{queue: orders}}\n  scrape: {{endpoints: [\"{}\"], metric: queue_depth}}\n",
+        page.url
+    );
+    // The adapter's service account may also watch policies and HPAs in its own namespace,
+    // which is all the controller beside it watches here.
+    install_crd(&cluster).await;
+    cluster
+        .apply(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: tidescale}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: run-watch, namespace: tidescale}\n\
+             rules:\n- {apiGroups: [tidescale.io], resources: [scalingpolicies], verbs: [get, list, watch]}\n\
+             - {apiGroups: [autoscaling], resources: [horizontalpodautoscalers], verbs: [list, watch]}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: run-watch, namespace: tidescale}\n\
+             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: run-watch}\n\
+             subjects: [{kind: ServiceAccount, name: tidescale-adapter, namespace: tidescale}]\n",
+        )
+        .await;
+    let adapter = AdapterProcess::start_with(&cluster, &config, true).await;
+    let v = cluster
+        .kubectl_json(&[
+            "get",
+            "--raw",
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth",
+        ])
+        .await;
+    assert_eq!(v["items"][0]["value"], "42", "{v}");
+    let log = adapter.log_text();
+    assert!(
+        log.contains("policies and HPAs listed"),
+        "the controller runs beside it:\n{log}"
+    );
+    adapter.stop().await;
 }

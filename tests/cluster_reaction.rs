@@ -11,8 +11,8 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::scaler::{ScalerProcess, install_crd};
 use cluster_support::prometheus::Prometheus;
+use cluster_support::scaler::{ScalerProcess, install_crd};
 use cluster_support::{AdapterProcess, Cluster, Exposition, deployment_yaml};
 use tidescale::clock;
 

@@ -362,6 +362,12 @@ impl AdapterProcess {
     /// Writes `config_yaml`, starts the adapter, and waits until the aggregator reports all
     /// three APIServices Available.
     pub async fn start(cluster: &Cluster, config_yaml: &str) -> Self {
+        Self::start_with(cluster, config_yaml, false).await
+    }
+
+    /// Like [`start`](Self::start); with `via_run` the adapter is served by `tidescale run
+    /// --adapter-config` (next to its controller) instead of `tidescale adapter`.
+    pub async fn start_with(cluster: &Cluster, config_yaml: &str, via_run: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("adapter.yaml");
         std::fs::write(&config, config_yaml).unwrap();
@@ -371,6 +377,7 @@ impl AdapterProcess {
             .arg("--config")
             .arg(&config)
             .env("TIDESCALE_BIN", env!("CARGO_BIN_EXE_tidescale"))
+            .env("TIDESCALE_ADAPTER_VIA_RUN", if via_run { "1" } else { "" })
             .env("RUST_LOG", "info,tidescale::adapter::served=debug")
             // Plain lines: the `served` records are parsed.
             .env("NO_COLOR", "1")
