@@ -139,6 +139,24 @@ async fn scales_a_deployment_up_and_down_with_status_columns_and_events() {
     }
     let writes = scaler.writes(&format!("{ns}/web")).await;
     assert_eq!(writes, 2.0, "one write per change:\n{}", scaler.log_text());
+    // A spec change (a new generation) restarts the loop with the new spec.
+    cluster
+        .kubectl_ok(&[
+            "-n",
+            &ns,
+            "patch",
+            "sp",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minReplicas":3}}"#,
+        ])
+        .await;
+    wait_replicas(&cluster, &ns, "web", 3).await;
+    let deadline = Deadline::new("observedGeneration 2", 30);
+    while sp(&cluster, &ns, "web").await["status"]["observedGeneration"] != 2 {
+        deadline.tick().await;
+    }
     assert!(scaler.terminate().await, "a clean exit on SIGTERM");
     cluster
         .kubectl_ok(&["delete", "namespace", &ns, "--wait=false"])

@@ -212,6 +212,67 @@ pub fn shard_of(namespace: &str, name: &str, shards: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{Request, Response, StatusCode};
+    use kube::client::Body;
+
+    fn reply(code: StatusCode, body: serde_json::Value) -> Response<Body> {
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    }
+
+    /// The leader creates the Lease, then the API server stops answering renewals: it stops
+    /// leading once the renew deadline has passed, before the lease could expire for others.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_cannot_renew_stops_leading_within_the_renew_deadline() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let config = LeaseConfig {
+            name: "tidescale".into(),
+            namespace: "ops".into(),
+            identity: "a".into(),
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        };
+        let elector = Elector::new(Client::new(svc, "ops"), config);
+        let (tx, mut rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let run = tokio::spawn(elector.run(tx, crate::control::runner::stopped(stop_rx)));
+        let path = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/tidescale";
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!((req.method(), req.uri().path()), (&http::Method::GET, path));
+        send.send_response(reply(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"kind": "Status", "code": 404, "reason": "NotFound"}),
+        ));
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(req.method(), http::Method::POST);
+        let created = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "tidescale", "namespace": "ops", "resourceVersion": "1"},
+            "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}});
+        send.send_response(reply(StatusCode::CREATED, created));
+        rx.wait_for(|l| *l).await.unwrap();
+        let led_at = crate::clock::now();
+        // Every renewal now fails.
+        let failing = tokio::spawn(async move {
+            while let Some((_, send)) = handle.next_request().await {
+                send.send_response(reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serde_json::json!({"kind": "Status", "code": 500}),
+                ));
+            }
+        });
+        rx.wait_for(|l| !*l).await.unwrap();
+        let held = crate::clock::since(led_at);
+        assert!(
+            held > Duration::from_secs(10) && held < Duration::from_secs(15),
+            "stopped leading after {held:?}"
+        );
+        stop_tx.send(true).unwrap();
+        run.await.unwrap();
+        failing.abort();
+    }
 
     #[test]
     fn shards_are_stable_and_spread() {
