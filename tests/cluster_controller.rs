@@ -5,10 +5,8 @@
 
 mod cluster_support;
 
-use cluster_support::scaler::{ScalerProcess, install_crd};
-use cluster_support::{
-    AdapterProcess, Cluster, Deadline, Exposition, condition, deployment_yaml, replicas,
-};
+use cluster_support::scaler::{ScalerProcess, install_crd, wait_replicas};
+use cluster_support::{AdapterProcess, Cluster, Deadline, Exposition, condition, deployment_yaml};
 use serde_json::Value;
 
 fn policy(ns: &str, name: &str, target: (&str, &str, &str), url: &str, extra: &str) -> String {
@@ -52,13 +50,6 @@ async fn wait_condition(
         if condition(&p, kind)["reason"] == reason {
             return p;
         }
-        deadline.tick().await;
-    }
-}
-
-async fn wait_replicas(cluster: &Cluster, ns: &str, name: &str, want: i64) {
-    let deadline = Deadline::new(&format!("{ns}/{name} spec.replicas = {want}"), 60);
-    while replicas(cluster, ns, name).await.0 != want {
         deadline.tick().await;
     }
 }

@@ -7,7 +7,7 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::scaler::{ScalerProcess, install_crd};
+use cluster_support::scaler::{ScalerProcess, install_crd, wait_replicas};
 use cluster_support::{Cluster, Deadline, Exposition, deployment_yaml, replicas};
 use tidescale::clock;
 
@@ -72,13 +72,6 @@ async fn generation(cluster: &Cluster, ns: &str) -> i64 {
         .unwrap()
 }
 
-async fn wait_replicas(cluster: &Cluster, ns: &str, want: i64) {
-    let deadline = Deadline::new(&format!("spec.replicas = {want}"), 60);
-    while replicas(cluster, ns, "web").await.0 != want {
-        deadline.tick().await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_scales_and_the_other_takes_over_after_a_kill() {
     let cluster = Cluster::require();
@@ -93,7 +86,7 @@ async fn one_leader_scales_and_the_other_takes_over_after_a_kill() {
     let first = one_leader(&[&a, &b], 30).await;
     cluster.apply(&policy(&ns, &page.url)).await;
     // The metric does not fall as replicas come: the count climbs to the maximum and stays.
-    wait_replicas(&cluster, &ns, 10).await;
+    wait_replicas(&cluster, &ns, "web", 10).await;
     let (leader, follower) = if first == 0 { (a, b) } else { (b, a) };
     assert!(!follower.leading().await);
     let policy = format!("{ns}/web");
@@ -114,7 +107,7 @@ async fn one_leader_scales_and_the_other_takes_over_after_a_kill() {
         "took over after {takeover:?} (lease 6 s, retry 1 s)"
     );
     page.set("queue_depth", 5.0);
-    wait_replicas(&cluster, &ns, 1).await;
+    wait_replicas(&cluster, &ns, "web", 1).await;
     let total = leader_writes + follower.writes(&policy).await;
     let changes = (generation(&cluster, &ns).await - g0) as f64;
     assert_eq!(

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Cluster, Deadline};
+use super::{Cluster, Deadline, replicas};
 
 /// One `tidescale run` process.
 pub struct ScalerProcess {
@@ -136,4 +136,12 @@ pub async fn install_crd(cluster: &Cluster) {
             "--timeout=60s",
         ])
         .await;
+}
+
+/// Waits up to 60 s until the Deployment's `spec.replicas` is `want`.
+pub async fn wait_replicas(cluster: &Cluster, ns: &str, name: &str, want: i64) {
+    let deadline = Deadline::new(&format!("{ns}/{name} spec.replicas = {want}"), 60);
+    while replicas(cluster, ns, name).await.0 != want {
+        deadline.tick().await;
+    }
 }
