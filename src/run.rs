@@ -438,3 +438,86 @@ async fn lead(
 }
 
 mod health;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(argv: &[&str]) -> RunArgs {
+        Cli::parse_from(std::iter::once("run").chain(argv.iter().copied())).run
+    }
+
+    #[test]
+    fn the_file_fills_in_and_a_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.yaml");
+        std::fs::write(
+            &file,
+            "namespaces: [shop, ops]\nleaseName: scaler\nleaseNamespace: ops\nshards: 3\nshardIndex: 2\nleaseDuration: 20s\nlogFormat: text\nprometheusUrl: http://prom:9090\n",
+        )
+        .unwrap();
+        let s = settings(&args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--identity",
+            "pod-a",
+            "--lease-duration",
+            "30s",
+        ]))
+        .unwrap();
+        assert_eq!(s.controller.namespaces, ["shop", "ops"]);
+        assert_eq!((s.controller.shards, s.controller.shard_index), (3, 2));
+        assert_eq!(
+            s.controller.prometheus_url.as_deref(),
+            Some("http://prom:9090")
+        );
+        assert_eq!(s.log_format, LogFormat::Text);
+        let lease = s.lease.unwrap();
+        assert_eq!(
+            (
+                lease.name.as_str(),
+                lease.namespace.as_str(),
+                lease.identity.as_str()
+            ),
+            ("scaler-shard-2", "ops", "pod-a")
+        );
+        assert_eq!(
+            lease.lease_duration,
+            Duration::from_secs(30),
+            "the flag wins over the file"
+        );
+        assert_eq!(s.metrics_listen, "0.0.0.0:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let err = settings(&args(&[
+            "--renew-deadline",
+            "20s",
+            "--retry-period",
+            "30s",
+            "--shards",
+            "2",
+            "--shard-index",
+            "2",
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for want in [
+            "renewDeadline",
+            "retryPeriod",
+            "shardIndex 2 must be below shards (2)",
+        ] {
+            assert!(text.contains(want), "{want} missing from: {text}");
+        }
+        let no_election = settings(&args(&["--leader-elect", "false"])).unwrap();
+        assert!(no_election.lease.is_none());
+    }
+}
