@@ -359,19 +359,21 @@ pub async fn run(
     });
     let (leading_tx, leading_rx) = watch::channel(s.lease.is_none());
     let (release_tx, release_rx) = watch::channel(false);
+    // Without an election this process always leads: the sender is kept open until the end.
+    let mut always_leading = None;
     let elector = match s.lease.clone() {
         Some(lease) => Some(tokio::spawn(
             Elector::new(client.clone(), lease).run(leading_tx, stopped(release_rx)),
         )),
         None => {
-            // Without an election this process always leads: the sender stays open.
-            std::mem::forget(leading_tx);
+            always_leading = Some(leading_tx);
             None
         }
     };
     let _ = ready_tx.send(true);
     lead(&s, client, telemetry, leading_rx, stop_rx).await;
     let _ = release_tx.send(true);
+    drop(always_leading);
     if let Some(e) = elector {
         let _ = e.await;
     }
