@@ -67,15 +67,34 @@ impl Release {
             "--timeout=3m",
         ];
         cmd.extend_from_slice(args);
+        // Other tests apply the CRD with kubectl (perhaps a newer one); Helm would fight them
+        // for its fields. When it is there, leave it to them.
+        let (crd_there, _, _) = c
+            .kubectl(&["get", "crd", "scalingpolicies.tidescale.io"])
+            .await;
+        if crd_there {
+            cmd.push("--skip-crds");
+        }
         let (ok, out, err) = helm.run(&cmd);
         let release = Release {
             ns,
             helm,
             uninstalled: false,
         };
-        assert!(ok && out.contains("STATUS: deployed"), "helm install: {err}{out}");
+        assert!(
+            ok && out.contains("STATUS: deployed"),
+            "helm install: {err}{out}"
+        );
         let d = c
-            .kubectl_json(&["-n", &release.ns, "get", "deployment", "tidescale", "-o", "json"])
+            .kubectl_json(&[
+                "-n",
+                &release.ns,
+                "get",
+                "deployment",
+                "tidescale",
+                "-o",
+                "json",
+            ])
             .await;
         assert_eq!(d["status"]["readyReplicas"], 2, "{}", d["status"]);
         release
@@ -135,8 +154,12 @@ async fn orphans_belong_to_the_deleted_deployment(c: &Cluster, ns: &str) {
     let owner = |v: &Value| {
         format!(
             "{}/{}",
-            v["metadata"]["ownerReferences"][0]["kind"].as_str().unwrap_or("none"),
-            v["metadata"]["ownerReferences"][0]["name"].as_str().unwrap_or("none")
+            v["metadata"]["ownerReferences"][0]["kind"]
+                .as_str()
+                .unwrap_or("none"),
+            v["metadata"]["ownerReferences"][0]["name"]
+                .as_str()
+                .unwrap_or("none")
         )
     };
     let rs = c
@@ -147,7 +170,9 @@ async fn orphans_belong_to_the_deleted_deployment(c: &Cluster, ns: &str) {
         assert_eq!(owner(r), "Deployment/tidescale", "{}", r["metadata"]);
         names.push(r["metadata"]["name"].as_str().unwrap().to_string());
     }
-    let pods = c.kubectl_json(&["-n", ns, "get", "pods", "-o", "json"]).await;
+    let pods = c
+        .kubectl_json(&["-n", ns, "get", "pods", "-o", "json"])
+        .await;
     for p in pods["items"].as_array().unwrap() {
         let o = owner(p);
         assert!(
@@ -155,8 +180,15 @@ async fn orphans_belong_to_the_deleted_deployment(c: &Cluster, ns: &str) {
             "pod not from the release: {o}"
         );
     }
-    c.kubectl_ok(&["-n", ns, "delete", "replicasets,pods", "--all", "--wait=false"])
-        .await;
+    c.kubectl_ok(&[
+        "-n",
+        ns,
+        "delete",
+        "replicasets,pods",
+        "--all",
+        "--wait=false",
+    ])
+    .await;
 }
 
 /// Other cluster tests register the adapter under the same APIService names: wait until none
@@ -310,7 +342,11 @@ fn forbidden_rules(ns: &str) -> Vec<(&'static str, &'static str, Option<&str>)> 
         ("create", "leases.coordination.k8s.io", Some("kube-system")),
         ("get", "configmaps", Some(ns)),
         ("list", "configmaps", Some("kube-system")),
-        ("create", "clusterrolebindings.rbac.authorization.k8s.io", None),
+        (
+            "create",
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            None,
+        ),
         ("escalate", "clusterroles.rbac.authorization.k8s.io", None),
     ]
 }
@@ -355,8 +391,14 @@ async fn all_options_accepted(c: &Cluster, ns: &str) {
             Some(&list.to_string()),
         )
         .await;
-    assert!(ok, "server-side apply refused the all-options render:\n{err}{out}");
-    let applied = out.lines().filter(|l| l.contains("serverside-applied")).count();
+    assert!(
+        ok,
+        "server-side apply refused the all-options render:\n{err}{out}"
+    );
+    let applied = out
+        .lines()
+        .filter(|l| l.contains("serverside-applied"))
+        .count();
     assert_eq!(applied, docs.len(), "{out}");
 }
 
@@ -375,12 +417,18 @@ async fn chart_installs_in_each_mode_with_exactly_enough_rbac() {
         check_rules(&c, &sa, on("adapter"), &adapter).await;
         check_rules(&c, &sa, false, &forbidden_rules(&r.ns)).await;
         // Both parts read pods (the adapter for labelSelector, run for its targets).
-        let pods = [("get", "pods", Some("shop")), ("list", "pods", Some("shop"))];
+        let pods = [
+            ("get", "pods", Some("shop")),
+            ("list", "pods", Some("shop")),
+        ];
         check_rules(&c, &sa, true, &pods).await;
         if on("adapter") {
             for g in ["custom.metrics.k8s.io", "external.metrics.k8s.io"] {
                 for v in ["get", "list"] {
-                    assert!(can(&c, hpa, v, &format!("anything.{g}"), Some("shop")).await, "{v} {g}");
+                    assert!(
+                        can(&c, hpa, v, &format!("anything.{g}"), Some("shop")).await,
+                        "{v} {g}"
+                    );
                 }
                 let binding = format!("tidescale-hpa-{}-metrics", &g[..g.find('.').unwrap()]);
                 let b = c
@@ -435,4 +483,507 @@ async fn upgrade_keeps_the_certificate(c: &Cluster, r: &Release) {
         .await;
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(d["status"]["readyReplicas"], 3, "{}", d["status"]);
+}
+
+/// Where the host-run adapter listens: the cluster namespace's address, a port of its own.
+const ADAPTER_PORT: u16 = 6444;
+
+/// The chart's adapter, run the way its Deployment runs it but on this machine (no image can
+/// run here): the Deployment's own arguments, the chart's ConfigMap and generated certificate,
+/// the release's service-account token, listening on the cluster namespace's address behind an
+/// EndpointSlice of the chart's Service.
+struct HostAdapter {
+    child: tokio::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HostAdapter {
+    async fn start(c: &Cluster, ns: &str) -> HostAdapter {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let secret = c
+            .kubectl_json(&["-n", ns, "get", "secret", "tidescale-tls", "-o", "json"])
+            .await;
+        std::fs::create_dir(d.join("tls")).unwrap();
+        for key in ["tls.crt", "tls.key", "ca.crt"] {
+            let pem = c
+                .kubectl_ok(&[
+                    "-n",
+                    ns,
+                    "get",
+                    "secret",
+                    "tidescale-tls",
+                    "-o",
+                    &format!("jsonpath={{.data.{}}}", key.replace('.', "\\.")),
+                ])
+                .await;
+            assert!(!pem.is_empty(), "{key} missing: {}", secret["data"]);
+            let decoded = deploy_support::run_stdin(
+                std::process::Command::new("base64").arg("-d"),
+                Some(&pem),
+            );
+            std::fs::write(d.join("tls").join(key), decoded.1).unwrap();
+        }
+        let config = c
+            .kubectl_ok(&[
+                "-n",
+                ns,
+                "get",
+                "configmap",
+                "tidescale-adapter",
+                "-o",
+                "jsonpath={.data.adapter\\.yaml}",
+            ])
+            .await;
+        std::fs::write(d.join("adapter.yaml"), config).unwrap();
+        let kubeconfig = service_account_kubeconfig(c, ns, "tidescale", d).await;
+        let args = host_args(c, ns, d, &kubeconfig).await;
+        endpoint_slice(c, ns).await;
+        let log = d.join("adapter.log");
+        let netns = cluster_env("TIDESCALE_CLUSTER_NETNS");
+        let child = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &netns, env!("CARGO_BIN_EXE_tidescale")])
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the adapter starts");
+        HostAdapter {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
+    }
+}
+
+/// A variable of `scripts/cluster.sh env`.
+fn cluster_env(name: &str) -> String {
+    let out = std::process::Command::new(repo().join("scripts/cluster.sh"))
+        .arg("env")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+        .unwrap_or_else(|| panic!("scripts/cluster.sh env printed no {name}"))
+        .to_string()
+}
+
+/// A kubeconfig for `ns/sa` with a fresh token, as the pod's mounted token would be.
+async fn service_account_kubeconfig(c: &Cluster, ns: &str, sa: &str, dir: &Path) -> String {
+    let token = c
+        .kubectl_ok(&["-n", ns, "create", "token", sa, "--duration=1h"])
+        .await;
+    let ca = std::fs::read(c.pki("ca.crt")).unwrap();
+    let ca64 = deploy_support::run_stdin(
+        std::process::Command::new("base64").arg("-w0"),
+        Some(std::str::from_utf8(&ca).unwrap()),
+    )
+    .1;
+    let path = dir.join(format!("{sa}.kubeconfig"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    \
+             certificate-authority-data: {ca64}\nusers:\n- name: {sa}\n  user:\n    token: {}\n\
+             contexts:\n- name: c\n  context: {{cluster: c, user: {sa}}}\ncurrent-context: c\n",
+            c.api_base(),
+            token.trim()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// The installed Deployment's container arguments with the pod's paths mapped to `dir`, the
+/// listen address moved to the cluster namespace's address, and the service account's
+/// kubeconfig in place of the in-cluster config.
+async fn host_args(c: &Cluster, ns: &str, dir: &Path, kubeconfig: &str) -> Vec<String> {
+    let d = c
+        .kubectl_json(&["-n", ns, "get", "deployment", "tidescale", "-o", "json"])
+        .await;
+    let ns_ip = c.adapter_addr.ip().to_string();
+    let mut args: Vec<String> = d["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_str().unwrap();
+            if a.starts_with("--listen=") {
+                format!("--listen={ns_ip}:{ADAPTER_PORT}")
+            } else {
+                a.replace("/etc/tidescale/", &format!("{}/", dir.display()))
+                    .replace(
+                        "/var/run/tidescale/tls",
+                        &dir.join("tls").display().to_string(),
+                    )
+            }
+        })
+        .collect();
+    assert_eq!(args[0], "adapter", "{args:?}");
+    for flag in [
+        "--kubeconfig",
+        "--authentication-kubeconfig",
+        "--authorization-kubeconfig",
+    ] {
+        args.push(format!("{flag}={kubeconfig}"));
+    }
+    args
+}
+
+/// The chart's Service has a selector, but its pods cannot run here: an EndpointSlice for it
+/// points at the host-run adapter instead (the aggregator dials EndpointSlice addresses).
+async fn endpoint_slice(c: &Cluster, ns: &str) {
+    let ip = c.adapter_addr.ip();
+    c.apply(&format!(
+        r#"apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: tidescale-host
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: tidescale, endpointslice.kubernetes.io/managed-by: cluster-deploy-test}}
+addressType: IPv4
+ports: [{{name: https, port: {ADAPTER_PORT}, protocol: TCP}}]
+endpoints: [{{addresses: ["{ip}"], conditions: {{ready: true}}}}]
+"#
+    ))
+    .await;
+}
+
+/// A real demo-service on the host side of the cluster's veth pair, with a little steady
+/// traffic, so the external metric the HPA reads is a real request rate.
+struct DemoService {
+    url: String,
+    _child: tokio::process::Child,
+    _load: tokio::task::JoinHandle<()>,
+}
+
+impl DemoService {
+    async fn start(host_ip: &str) -> DemoService {
+        use tokio::io::AsyncBufReadExt;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidescale"))
+            .args(["serve-demo", "--listen", &format!("{host_ip}:0")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("demo-service starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines.next_line().await.unwrap().expect("the bound URL");
+        let target = format!("{url}/kv/hello");
+        let load = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let _ = client.get(&target).send().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        DemoService {
+            url,
+            _child: child,
+            _load: load,
+        }
+    }
+}
+
+/// The chart's values for this test: the adapter only, with the demo's
+/// external metric read from the host's demo-service.
+fn demo_values(demo_ns: &str, demo_url: &str) -> String {
+    format!(
+        r#"mode: adapter
+adapter:
+  config:
+    interval: 1s
+    externalMetrics:
+      - name: demo_requests_per_second
+        labels: {{app: demo-service}}
+        namespace: {demo_ns}
+        scrape:
+          endpoints: ["{demo_url}/metrics"]
+          metric: http_requests_total
+          labels: {{route: "/kv/{{*key}}"}}
+          aggregate: {{rate: {{window: 5s}}}}
+"#
+    )
+}
+
+/// `kubectl kustomize` of `dir` (relative to the repository) with its namespace set to `ns`.
+async fn kustomize_into(dir: &str, ns: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = repo().join(dir);
+    // kustomize refuses absolute resource paths: climb from the temporary directory to `/`.
+    let depth = tmp.path().components().count() - 1;
+    let rel = format!(
+        "{}{}",
+        "../".repeat(depth),
+        target.display().to_string().trim_start_matches('/')
+    );
+    std::fs::write(
+        tmp.path().join("kustomization.yaml"),
+        format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {ns}\nresources: [\"{rel}\"]\n"),
+    )
+    .unwrap();
+    deploy_support::run_ok(
+        deploy_support::tool("bin/kubectl"),
+        &["kustomize", &tmp.path().display().to_string()],
+    )
+}
+
+async fn wait_ready(c: &Cluster, ns: &str, deployment: &str, want: i64) {
+    let deadline = Deadline::new(&format!("{ns}/{deployment} {want} ready"), 120);
+    loop {
+        let d = c
+            .kubectl_json(&["-n", ns, "get", "deployment", deployment, "-o", "json"])
+            .await;
+        if d["status"]["readyReplicas"].as_i64() == Some(want)
+            && d["status"]["updatedReplicas"].as_i64() == Some(want)
+        {
+            return;
+        }
+        deadline.tick().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_applies_and_its_hpa_scales_on_the_charts_adapter() {
+    let c = Cluster::require();
+    let demo_ns = format!("deploy-demo-{}", std::process::id());
+    let demo = DemoService::start(&c.host_ip).await;
+    let values = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(values.path(), demo_values(&demo_ns, &demo.url)).unwrap();
+    let r = Release::install(&c, "adapter", &["-f", &values.path().display().to_string()]).await;
+    let adapter = HostAdapter::start(&c, &r.ns).await;
+    let conditions = c.wait_apiservices_available(120).await;
+    for cond in &conditions {
+        assert_eq!(cond["reason"], "Passed", "{cond}\n{}", adapter.log_text());
+    }
+
+    // deploy/demo under the real admission chain (its namespace enforces Pod Security
+    // `restricted`), then the HPA on the adapter's external metric.
+    let yaml = kustomize_into("deploy/demo", &demo_ns).await;
+    let (ok, out, err) = c
+        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&yaml))
+        .await;
+    assert!(ok, "deploy/demo does not apply: {err}{out}");
+    wait_ready(&c, &demo_ns, "demo-service", 3).await;
+    wait_ready(&c, &demo_ns, "redis", 1).await;
+    let deadline = Deadline::new("the demo HPA ScalingActive=True", 120);
+    let hpa = loop {
+        let hpa = c
+            .kubectl_json(&["-n", &demo_ns, "get", "hpa", "demo-service", "-o", "json"])
+            .await;
+        if condition(&hpa, "ScalingActive")["status"] == "True" {
+            break hpa;
+        }
+        deadline.tick().await;
+    };
+    assert_eq!(
+        condition(&hpa, "ScalingActive")["reason"],
+        "ValidMetricFound"
+    );
+    let current = &hpa["status"]["currentMetrics"][0]["external"];
+    assert_eq!(
+        current["metric"]["name"], "demo_requests_per_second",
+        "{hpa}"
+    );
+    println!("demo HPA: {}", hpa["status"]);
+
+    adapter_metrics_need_rbac(&c, &r.ns).await;
+    adapter.stop().await;
+    c.kubectl_ok(&["-n", &r.ns, "delete", "endpointslice", "tidescale-host"])
+        .await;
+    r.uninstall_leaves_nothing(&c).await;
+    c.kubectl_ok(&[
+        "delete",
+        "clusterrolebinding",
+        "deploy-test-scraper",
+        "--ignore-not-found",
+    ])
+    .await;
+    release_patterns_switch_and_roll_back(&c).await;
+}
+
+/// The adapter's `/metrics`, straight to the adapter as a scraper would: refused by its
+/// SubjectAccessReview until the chart's scraper ClusterRole is bound, then the counts of the
+/// HPA's requests.
+async fn adapter_metrics_need_rbac(c: &Cluster, ns: &str) {
+    c.kubectl_ok(&["-n", ns, "create", "serviceaccount", "scraper"])
+        .await;
+    let token = c
+        .kubectl_ok(&["-n", ns, "create", "token", "scraper", "--duration=1h"])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = c
+        .kubectl_ok(&[
+            "-n",
+            ns,
+            "get",
+            "secret",
+            "tidescale-tls",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+        .await;
+    let pem =
+        deploy_support::run_stdin(std::process::Command::new("base64").arg("-d"), Some(&ca)).1;
+    std::fs::write(dir.path().join("ca.crt"), pem).unwrap();
+    let host = format!("tidescale.{ns}.svc");
+    let addr = std::net::SocketAddr::new(c.adapter_addr.ip(), ADAPTER_PORT);
+    let client = tls_client(&dir.path().join("ca.crt"), None, &[(host.as_str(), addr)]);
+    let url = format!("https://{host}:{ADAPTER_PORT}/metrics");
+    let get = || async {
+        let r = client
+            .get(&url)
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let (code, body) = get().await;
+    assert_eq!(code, 403, "{body}");
+    // A binding left by an interrupted run would name another namespace's account.
+    c.kubectl_ok(&[
+        "delete",
+        "clusterrolebinding",
+        "deploy-test-scraper",
+        "--ignore-not-found",
+    ])
+    .await;
+    c.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "deploy-test-scraper",
+        "--clusterrole=tidescale-metrics-scraper",
+        &format!("--serviceaccount={ns}:scraper"),
+    ])
+    .await;
+    // The adapter caches a denial for 10 s.
+    let deadline = Deadline::new("/metrics allowed once bound", 40);
+    let body = loop {
+        let (code, body) = get().await;
+        if code == 200 {
+            break body;
+        }
+        deadline.tick().await;
+    };
+    for line in [
+        r#"tidescale_adapter_requests_total{group="external.metrics.k8s.io",code="200"}"#,
+        r#"tidescale_adapter_request_duration_seconds_count{group="external.metrics.k8s.io"}"#,
+    ] {
+        assert!(body.contains(line), "{line} missing:\n{body}");
+    }
+}
+
+/// The blue-green and canary variants apply, and the switch and rollback of their READMEs
+/// work on the real API server.
+async fn release_patterns_switch_and_roll_back(c: &Cluster) {
+    let ns = format!("deploy-bg-{}", std::process::id());
+    let yaml = kustomize_into("deploy/demo/blue-green", &ns).await;
+    let (ok, out, err) = c
+        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&yaml))
+        .await;
+    assert!(ok, "blue-green does not apply: {err}{out}");
+    wait_ready(c, &ns, "demo-service-green", 3).await;
+    let selector = |colour: &str| {
+        format!(
+            r#"{{"spec":{{"selector":{{"app.kubernetes.io/name":"demo-service","release":"{colour}"}}}}}}"#
+        )
+    };
+    let live = || async {
+        c.kubectl_ok(&[
+            "-n",
+            &ns,
+            "get",
+            "service",
+            "demo-service",
+            "-o",
+            "jsonpath={.spec.selector.release}",
+        ])
+        .await
+    };
+    assert_eq!(live().await, "blue");
+    for colour in ["green", "blue"] {
+        c.kubectl_ok(&[
+            "-n",
+            &ns,
+            "patch",
+            "service",
+            "demo-service",
+            "-p",
+            &selector(colour),
+        ])
+        .await;
+        assert_eq!(live().await, colour);
+    }
+
+    let ns = format!("deploy-canary-{}", std::process::id());
+    let yaml = kustomize_into("deploy/demo/canary", &ns).await;
+    let (ok, out, err) = c
+        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&yaml))
+        .await;
+    assert!(ok, "canary does not apply: {err}{out}");
+    wait_ready(c, &ns, "demo-service-stable", 3).await;
+    wait_ready(c, &ns, "demo-service-canary", 1).await;
+    c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "scale",
+        "deployment",
+        "demo-service-canary",
+        "--replicas=3",
+    ])
+    .await;
+    wait_ready(c, &ns, "demo-service-canary", 3).await;
+    let pods = c
+        .kubectl_json(&[
+            "-n",
+            &ns,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=demo-service",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(
+        pods["items"].as_array().unwrap().len(),
+        6,
+        "3 stable + 3 canary behind one selector"
+    );
+    c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "scale",
+        "deployment",
+        "demo-service-canary",
+        "--replicas=0",
+    ])
+    .await;
+    let d = c
+        .kubectl_json(&[
+            "-n",
+            &ns,
+            "get",
+            "deployment",
+            "demo-service-canary",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(d["spec"]["replicas"], 0);
 }

@@ -111,6 +111,7 @@ fn each_mode_renders_exactly_its_parts() {
         "ClusterRole/tidescale-adapter-resources",
         "ClusterRole/tidescale-custom-metrics-reader",
         "ClusterRole/tidescale-external-metrics-reader",
+        "ClusterRole/tidescale-metrics-scraper",
         "ClusterRole/tidescale-scaler",
         "ClusterRoleBinding/tidescale-adapter-resources",
         "ClusterRoleBinding/tidescale-auth-delegator",
