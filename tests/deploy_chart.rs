@@ -410,3 +410,71 @@ fn demo_manifests_validate_and_drain_within_their_grace_period() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn dockerfiles_are_multi_stage_non_root_and_match_the_manifests() {
+    let rust_version = std::fs::read_to_string(repo().join("Cargo.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap();
+    let minor = |v: &str| v.split('.').nth(1).unwrap().parse::<u32>().unwrap();
+    let chart = yaml_docs(&Helm::new().template(&[]));
+    let demo = yaml_docs(&kubectl_kustomize("deploy/demo"));
+    let cases = [
+        (
+            "Dockerfile",
+            "tidescale",
+            find(&chart, "Deployment", "tidescale"),
+        ),
+        (
+            "demo/Dockerfile",
+            "demo-service",
+            find(&demo, "Deployment", "demo-service"),
+        ),
+    ];
+    for (file, bin, deployment) in cases {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+        assert_eq!(froms.len(), 2, "{file}: a build stage and a runtime stage");
+        let builder = froms[0].split_whitespace().nth(1).unwrap();
+        let tag = builder
+            .trim_start_matches("rust:")
+            .split('-')
+            .next()
+            .unwrap();
+        assert!(
+            minor(tag) >= minor(&rust_version),
+            "{file}: {builder} older than {rust_version}"
+        );
+        assert!(
+            froms[1].contains("distroless") && froms[1].contains("nonroot"),
+            "{file}"
+        );
+        assert!(
+            text.contains(&format!("--bin {bin}")),
+            "{file} builds {bin}"
+        );
+        assert!(
+            text.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]")),
+            "{file}"
+        );
+        // The image's user is the one the manifests run as.
+        let user = text
+            .lines()
+            .find_map(|l| l.strip_prefix("USER "))
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["securityContext"]["runAsUser"].as_u64(),
+            Some(user),
+            "{file}"
+        );
+    }
+}
