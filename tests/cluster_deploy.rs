@@ -930,6 +930,12 @@ async fn release_patterns_switch_and_roll_back(c: &Cluster) {
         assert_eq!(live().await, colour);
     }
 
+    canary_weights_by_replicas(c).await;
+}
+
+/// The canary's README: one Service over stable and canary pods, the canary's share moved by
+/// its replicas, and the rollback to none.
+async fn canary_weights_by_replicas(c: &Cluster) {
     let ns = format!("deploy-canary-{}", std::process::id());
     let yaml = kustomize_into("deploy/demo/canary", &ns).await;
     let (ok, out, err) = c

@@ -151,7 +151,10 @@ fn fill(expr: &str) -> String {
         .replace("$job", "demo-service")
 }
 
-struct Process(Child);
+/// A child process, killed when dropped.
+struct Process {
+    _child: Child,
+}
 
 async fn demo_replica(redis_url: &str) -> (Process, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidescale"))
@@ -173,7 +176,7 @@ async fn demo_replica(redis_url: &str) -> (Process, String) {
         .expect("the bound URL in time")
         .unwrap()
         .expect("a first line");
-    (Process(child), url.trim().to_string())
+    (Process { _child: child }, url.trim().to_string())
 }
 
 fn free_port() -> u16 {
@@ -185,15 +188,15 @@ fn free_port() -> u16 {
 }
 
 fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[String], log: &Path) -> Process {
-    Process(
-        Command::new(program)
+    Process {
+        _child: Command::new(program)
             .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .kill_on_drop(true)
             .spawn()
             .expect("starts"),
-    )
+    }
 }
 
 /// The adapter serves the demo pool's request rate as an external metric, without
@@ -279,8 +282,8 @@ async fn drive(replicas: Vec<String>, adapter_port: u16, seconds: u64) {
                 let key = format!("{url}/kv/k{}", i % 20);
                 let req = match i % 25 {
                     0 => http.get(format!("{url}/missing")),
-                    n if n % 4 == 0 => http.put(&key).json(&serde_json::json!({"i": i})),
-                    n if n % 3 == 0 => http.get(format!("{url}/work?ms=20")),
+                    n if n.is_multiple_of(4) => http.put(&key).json(&serde_json::json!({"i": i})),
+                    n if n.is_multiple_of(3) => http.get(format!("{url}/work?ms=20")),
                     _ => http.get(&key),
                 };
                 let _ = req.send().await;
@@ -299,7 +302,7 @@ async fn drive(replicas: Vec<String>, adapter_port: u16, seconds: u64) {
         let mut i = 0u64;
         while clock::now() < end {
             i += 1;
-            let metric = if i % 8 == 0 {
+            let metric = if i.is_multiple_of(8) {
                 "nope"
             } else {
                 "demo_requests_per_second"

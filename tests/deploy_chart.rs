@@ -146,6 +146,17 @@ fn each_mode_renders_exactly_its_parts() {
     );
     // A user-provided certificate: no Secret from the chart, their CA in every caBundle.
     assert!(!adapter_kinds.iter().any(|k| k.starts_with("Secret/")));
+    let provided = std::fs::read_to_string(values("adapter-values.yaml")).unwrap();
+    for api in find_all(&adapter, "APIService") {
+        let pem = base64_decode(api["spec"]["caBundle"].as_str().unwrap());
+        let first = String::from_utf8(pem)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        assert!(provided.contains(&first), "{first}");
+    }
     let args = |docs: &[Value]| -> Vec<String> {
         find(docs, "Deployment", "tidescale")["spec"]["template"]["spec"]["containers"][0]["args"]
             .as_array()
@@ -303,12 +314,13 @@ fn kustomize_base_equals_the_default_render() {
     );
     assert_eq!(r.len(), b.len(), "object counts differ");
     for (x, y) in r.iter().zip(&b) {
-        assert_eq!(
-            x, y,
-            "deploy/manifests/base differs from the chart's default render for {}/{}: run \
-             deploy/manifests/render.sh",
-            x["kind"], x["metadata"]["name"]
-        );
+        if let Some(diff) = first_difference(x, y, "") {
+            panic!(
+                "deploy/manifests/base differs from the chart's default render for {}/{} at \
+                 {diff}: run deploy/manifests/render.sh",
+                x["kind"], x["metadata"]["name"]
+            );
+        }
     }
     // The overlay builds and validates: cert-manager replaces the placeholder material.
     let overlay = kubectl_kustomize("deploy/manifests/overlays/cert-manager");
