@@ -20,8 +20,7 @@ use cluster_support::{Cluster, Deadline, condition, tls_client};
 use deploy_support::{CHART, Helm, repo, yaml_docs};
 use serde_json::Value;
 
-/// The APIServices the chart owns; shared with the other cluster tests, so each test waits for
-/// them to be free and removes its own.
+/// The APIServices the chart owns; the other cluster tests register the same names.
 const APISERVICES: [&str; 3] = [
     "v1beta1.custom.metrics.k8s.io",
     "v1beta2.custom.metrics.k8s.io",
@@ -50,7 +49,6 @@ impl Drop for Release {
 impl Release {
     /// Installs the chart with `args` (e.g. `--set mode=adapter`) and waits for the Deployment.
     async fn install(c: &Cluster, mode: &str, args: &[&str]) -> Release {
-        wait_apiservices_free(c).await;
         let ns = c.namespace(&format!("deploy-{mode}")).await;
         let helm = Helm::with_kubeconfig(&c.kubeconfig);
         let chart = repo().join(CHART).display().to_string();
@@ -65,6 +63,13 @@ impl Release {
             &mode_arg,
             "--wait=legacy",
             "--timeout=3m",
+            // The other cluster tests register their adapter under the same APIService names
+            // with kubectl and leave them: the release takes them over (and its uninstall
+            // removes them; the next adapter test applies its own again). The tests run one at
+            // a time, so no adapter of theirs is running meanwhile. Their fields belong to
+            // kubectl's field manager, so the apply forces them over.
+            "--take-ownership",
+            "--force-conflicts",
         ];
         cmd.extend_from_slice(args);
         // Other tests apply the CRD with kubectl (perhaps a newer one); Helm would fight them
@@ -189,21 +194,6 @@ async fn orphans_belong_to_the_deleted_deployment(c: &Cluster, ns: &str) {
         "--wait=false",
     ])
     .await;
-}
-
-/// Other cluster tests register the adapter under the same APIService names: wait until none
-/// of them is there (the tests run one at a time, so this is only a guard).
-async fn wait_apiservices_free(c: &Cluster) {
-    let deadline = Deadline::new("the metrics APIServices to be free", 60);
-    loop {
-        let (_, out, _) = c
-            .kubectl(&["get", "apiservices", "-o", "name", "--ignore-not-found"])
-            .await;
-        if !APISERVICES.iter().any(|a| out.contains(a)) {
-            return;
-        }
-        deadline.tick().await;
-    }
 }
 
 /// Groups this cluster does not serve (no metrics-server; the adapter is not running here):
