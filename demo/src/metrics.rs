@@ -47,6 +47,13 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of a failed store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOpLabels {
+    /// The operation: `get`, `put`, `delete`, `hit` or `ping`.
+    pub op: &'static str,
+}
+
 /// Every metric the service exports, and the registry that encodes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -54,6 +61,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     in_flight: Gauge,
+    store_errors: Family<StoreOpLabels, Counter>,
     /// Worker slots busy in `/work` (see [`crate::workers`]).
     pub workers_busy: Gauge,
     /// Requests waiting for a worker slot.
@@ -77,6 +85,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let workers_busy = Gauge::default();
         let work_queue = Gauge::default();
+        let store_errors = Family::<StoreOpLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests served, by method, route and status",
@@ -102,15 +111,26 @@ impl Metrics {
             "Requests waiting for a worker slot",
             work_queue.clone(),
         );
+        registry.register(
+            "store_errors",
+            "Store (Redis) operations that failed, by operation",
+            store_errors.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
         Self {
             registry,
             requests,
             latency,
             in_flight,
+            store_errors,
             workers_busy,
             work_queue,
         }
+    }
+
+    /// Counts one failed store operation `op`.
+    pub fn store_error(&self, op: &'static str) {
+        self.store_errors.get_or_create(&StoreOpLabels { op }).inc();
     }
 
     /// OpenMetrics text, as prometheus-client writes it (ends with `# EOF`).

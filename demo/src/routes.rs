@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
+use crate::store::StoreError;
 use crate::{AppState, clock, cpu};
 
 /// Longest key accepted, in bytes.
@@ -26,9 +27,19 @@ pub const MAX_LOAD_MS: u64 = 1_000;
 /// Longest one `/work` request may hold a worker slot.
 pub const MAX_WORK_MS: u64 = 10_000;
 
+/// Counts a failed store operation and turns it into the 503 it is answered with.
+fn store_failed(state: &AppState, op: &'static str, e: StoreError) -> ApiError {
+    state.metrics.store_error(op);
+    ApiError::StoreUnavailable(e)
+}
+
 /// `GET /`: counts a hit in the store.
 pub async fn index(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let hits = state.store.hit().await?;
+    let hits = state
+        .store
+        .hit()
+        .await
+        .map_err(|e| store_failed(&state, "hit", e))?;
     Ok(Json(json!({"service": "demo-service", "hits": hits})))
 }
 
@@ -96,7 +107,11 @@ pub async fn put_kv(
     };
     object.insert("last_updated".into(), json!(clock::unix_seconds()));
     object.insert("ttl".into(), json!(state.ttl.as_secs()));
-    state.store.put(&key, &object, state.ttl).await?;
+    state
+        .store
+        .put(&key, &object, state.ttl)
+        .await
+        .map_err(|e| store_failed(&state, "put", e))?;
     Ok((StatusCode::CREATED, Json(object)))
 }
 
@@ -150,7 +165,12 @@ pub async fn get_kv(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<WithTtl>, ApiError> {
     let key = key_from(path)?;
-    match state.store.get(&key).await? {
+    match state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_failed(&state, "get", e))?
+    {
         Some(entry) => Ok(Json(WithTtl {
             object: entry.object,
             ttl: entry.ttl_secs,
@@ -165,7 +185,12 @@ pub async fn delete_kv(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let key = key_from(path)?;
-    if state.store.delete(&key).await? {
+    if state
+        .store
+        .delete(&key)
+        .await
+        .map_err(|e| store_failed(&state, "delete", e))?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound { key })
@@ -233,11 +258,14 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
     match state.store.ping().await {
         Ok(()) => Json(json!({"status": "ready", "store": state.store.kind()})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "store unavailable", "detail": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => {
+            state.metrics.store_error("ping");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "store unavailable", "detail": e.to_string()})),
+            )
+                .into_response()
+        }
     }
 }
 

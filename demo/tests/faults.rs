@@ -73,6 +73,21 @@ async fn redis_outage_gives_503_and_recovers_without_restart() {
     }
     let r = c.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
+    // Each failed store operation is counted, by operation.
+    let page = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for op in ["put", "get", "delete", "hit", "ping"] {
+        assert!(
+            page.contains(&format!("store_errors_total{{op=\"{op}\"}} 1")),
+            "no store error counted for {op}:\n{page}"
+        );
+    }
     // Liveness does not depend on the store: the process is fine, restarting it would not help.
     assert_eq!(
         c.get(format!("{base}/healthz"))

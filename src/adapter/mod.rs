@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod objects;
 pub mod path;
 pub mod refresh;
+pub mod requests;
 pub mod run;
 pub mod selector;
 pub mod tls;
@@ -41,6 +42,7 @@ use discovery::Discovery;
 use metrics::Index;
 use objects::PodLister;
 use path::{Probe, Route};
+use requests::RequestMetrics;
 use selector::Selector;
 use wire::{CustomVersion, Status};
 
@@ -70,6 +72,8 @@ pub struct AdapterState {
     /// Live pods for `labelSelector` on per-pod metrics (R1.24); `None` without a cluster,
     /// where the configured `objectLabels` are matched instead.
     pub pods: Option<Arc<dyn PodLister>>,
+    /// Requests answered, by group and code, and their latency (served at `/metrics`).
+    pub requests: RequestMetrics,
     index: Index,
     discovery: Discovery,
 }
@@ -90,6 +94,7 @@ impl AdapterState {
             ready,
             security,
             pods: None,
+            requests: RequestMetrics::new(),
         }
     }
 
@@ -159,7 +164,19 @@ fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn handle(State(state): State<Arc<AdapterState>>, mut req: Request) -> Response {
+/// Answers one request and counts it in [`AdapterState::requests`].
+async fn handle(State(state): State<Arc<AdapterState>>, req: Request) -> Response {
+    let started = crate::clock::now();
+    let raw_path = req.uri().path().to_string();
+    let response = answer(&state, req).await;
+    let seconds = crate::clock::since(started).as_secs_f64();
+    state
+        .requests
+        .observe(&raw_path, response.status().as_u16(), seconds);
+    response
+}
+
+async fn answer(state: &AdapterState, mut req: Request) -> Response {
     let raw_path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let pairs = query_pairs(&query);
@@ -205,7 +222,15 @@ async fn handle(State(state): State<Arc<AdapterState>>, mut req: Request) -> Res
             ),
         ));
     }
-    dispatch(&state, &raw_path, &pairs, &user_name).await
+    if raw_path == "/metrics" {
+        let mut r = text(StatusCode::OK, state.requests.encode());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(requests::CONTENT_TYPE),
+        );
+        return r;
+    }
+    dispatch(state, &raw_path, &pairs, &user_name).await
 }
 
 /// Logs a metric answer at debug level (target `tidescale::adapter::served`): who asked, for

@@ -526,6 +526,27 @@ async fn health_endpoints_follow_r3_21() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
 }
 
+#[tokio::test]
+async fn metrics_page_counts_requests_by_group_and_code() {
+    let f = fixture(true);
+    let ext = "/apis/external.metrics.k8s.io/v1beta1";
+    let (s, _) = get(&f.app, ext).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = get(&f.app, &format!("{ext}/namespaces/shop/nope")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, ct, b) = get_with(&f.app, "/metrics", "*/*").await;
+    let page = String::from_utf8(b).unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    for line in [
+        r#"tidescale_adapter_requests_total{group="external.metrics.k8s.io",code="200"} 1"#,
+        r#"tidescale_adapter_requests_total{group="external.metrics.k8s.io",code="404"} 1"#,
+        r#"tidescale_adapter_request_duration_seconds_count{group="external.metrics.k8s.io"} 2"#,
+    ] {
+        assert!(page.contains(line), "{line} missing from:\n{page}");
+    }
+}
+
 #[test]
 fn quantity_table_of_r1_5() {
     for (v, want) in [
