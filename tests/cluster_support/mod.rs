@@ -6,6 +6,7 @@
 //! A missing cluster is a failure with the command that fixes it, never a skip.
 #![allow(dead_code)] // each test binary uses a part of the harness
 
+pub mod feed;
 pub mod prometheus;
 pub mod scaler;
 

@@ -18,7 +18,8 @@ pub struct ScalerProcess {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -29,10 +30,14 @@ fn free_port() -> u16 {
 impl ScalerProcess {
     /// Starts `tidescale run` as `identity` with `extra` flags, and waits for `/healthz`.
     pub async fn start(cluster: &Cluster, identity: &str, extra: &[&str]) -> Self {
+        Self::start_at(cluster, identity, free_port(), extra).await
+    }
+
+    /// Like [`start`](Self::start), serving `/metrics` on `127.0.0.1:port`.
+    pub async fn start_at(cluster: &Cluster, identity: &str, port: u16, extra: &[&str]) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("run.log");
-        let port = free_port();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidescale"))
             .arg("run")
             .arg("--kubeconfig")
