@@ -186,6 +186,27 @@ fn each_mode_renders_exactly_its_parts() {
     ] {
         assert!(b.contains(&flag.to_string()), "{flag} missing: {b:?}");
     }
+    for argv in [&a, &s, &b] {
+        the_binary_accepts(argv);
+    }
+}
+
+/// The real binary parses `argv` and its settings hold: with no cluster to reach it stops at the
+/// Kubernetes client (exit 1), not at a usage error (exit 2) or a settings problem.
+fn the_binary_accepts(argv: &[String]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidescale"))
+        .args(argv)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{argv:?}: {err}");
+    assert!(
+        err.contains("tidescale: kubernetes client:"),
+        "{argv:?} stopped before the cluster: {err}"
+    );
 }
 
 #[test]
