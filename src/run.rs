@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::adapter::run::{AdapterArgs, AuthorizationMode};
+use crate::adapter::run::{AdapterArgs, AdapterSecurity};
 use crate::control::kube_status::KubeStatusSink;
 use crate::control::leader::{Elector, LeaseConfig};
 use crate::control::runner::stopped;
@@ -79,36 +79,10 @@ pub struct RunArgs {
     /// Where the adapter serves HTTPS (with --adapter-config).
     #[arg(long, default_value = "0.0.0.0:6443")]
     pub adapter_listen: SocketAddr,
-    /// The adapter's serving certificate (PEM).
-    #[arg(long, requires = "tls_private_key_file")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// The adapter's serving key (PEM).
-    #[arg(long, requires = "tls_cert_file")]
-    pub tls_private_key_file: Option<PathBuf>,
-    /// CA bundle of ordinary client certificates (adapter).
-    #[arg(long)]
-    pub client_ca_file: Option<PathBuf>,
-    /// CA bundle of the front proxy's client certificate (adapter).
-    #[arg(long)]
-    pub requestheader_client_ca_file: Option<PathBuf>,
-    /// Allowed front-proxy common names (adapter).
-    #[arg(long, value_delimiter = ',')]
-    pub requestheader_allowed_names: Vec<String>,
-    /// Kubeconfig for TokenReview (adapter).
-    #[arg(long)]
-    pub authentication_kubeconfig: Option<PathBuf>,
-    /// Kubeconfig for SubjectAccessReview (adapter).
-    #[arg(long)]
-    pub authorization_kubeconfig: Option<PathBuf>,
-    /// Webhook or AlwaysAllow (adapter).
-    #[arg(long, value_enum, default_value = "Webhook")]
-    pub authorization_mode: AuthorizationMode,
-    /// How often the adapter's certificates and trust roots are re-read.
-    #[arg(long, default_value = "10s")]
-    pub cert_reload_interval: DurationSpec,
-    /// Upper bound on metrics the adapter holds.
-    #[arg(long, default_value_t = 100_000)]
-    pub max_series: usize,
+    /// The adapter's TLS, authentication and authorization (with --adapter-config), as
+    /// `tidescale adapter` takes them.
+    #[command(flatten)]
+    pub adapter: AdapterSecurity,
 }
 
 /// The options of `--config`, all optional.
@@ -289,18 +263,9 @@ fn adapter_args(args: &RunArgs, kubeconfig: Option<PathBuf>) -> Option<AdapterAr
     Some(AdapterArgs {
         config: args.adapter_config.clone()?,
         listen: args.adapter_listen,
-        tls_cert_file: args.tls_cert_file.clone(),
-        tls_private_key_file: args.tls_private_key_file.clone(),
-        client_ca_file: args.client_ca_file.clone(),
-        requestheader_client_ca_file: args.requestheader_client_ca_file.clone(),
-        requestheader_allowed_names: args.requestheader_allowed_names.clone(),
-        authentication_kubeconfig: args.authentication_kubeconfig.clone(),
-        authorization_kubeconfig: args.authorization_kubeconfig.clone(),
         kubeconfig,
-        authorization_mode: args.authorization_mode,
         insecure_dev_mode: false,
-        cert_reload_interval: args.cert_reload_interval.0,
-        max_series: args.max_series,
+        security: args.adapter.clone(),
     })
 }
 

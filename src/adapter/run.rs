@@ -44,6 +44,22 @@ pub struct AdapterArgs {
     /// Address to serve HTTPS on.
     #[arg(long, default_value = "0.0.0.0:6443")]
     pub listen: SocketAddr,
+    /// Kubeconfig for reading pods (`labelSelector` on pods metrics); default: in-cluster
+    /// config when available, else the configured `objectLabels` are matched.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Turn authentication AND authorization off. Local development only; never the default.
+    #[arg(long)]
+    pub insecure_dev_mode: bool,
+    /// TLS, authentication, authorization and limits.
+    #[command(flatten)]
+    pub security: AdapterSecurity,
+}
+
+/// The adapter's TLS, authentication and authorization flags and its series limit, shared by
+/// `tidescale adapter` and `tidescale run --adapter-config`.
+#[derive(Debug, Clone, Args)]
+pub struct AdapterSecurity {
     /// Serving certificate (PEM); with --tls-private-key-file. Default: self-signed.
     #[arg(long, requires = "tls_private_key_file")]
     pub tls_cert_file: Option<PathBuf>,
@@ -65,16 +81,9 @@ pub struct AdapterArgs {
     /// Kubeconfig for SubjectAccessReview; default: in-cluster config when available.
     #[arg(long)]
     pub authorization_kubeconfig: Option<PathBuf>,
-    /// Kubeconfig for reading pods (`labelSelector` on pods metrics); default: in-cluster
-    /// config when available, else the configured `objectLabels` are matched.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
     /// Webhook (SubjectAccessReview) or AlwaysAllow.
     #[arg(long, value_enum, default_value = "Webhook")]
     pub authorization_mode: AuthorizationMode,
-    /// Turn authentication AND authorization off. Local development only; never the default.
-    #[arg(long)]
-    pub insecure_dev_mode: bool,
     /// How often the serving certificate files, the client CA files and the
     /// `extension-apiserver-authentication` ConfigMap (when used) are checked for changes.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -180,13 +189,16 @@ pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
             reloads: Arc::default(),
         });
     }
-    let authn_client = kube_client(args.authentication_kubeconfig.as_ref()).await?;
+    let authn_client = kube_client(args.security.authentication_kubeconfig.as_ref()).await?;
     let trust = TrustSource {
-        client_ca_file: args.client_ca_file.clone(),
-        requestheader_ca_file: args.requestheader_client_ca_file.clone(),
-        allowed_names: args.requestheader_allowed_names.clone(),
+        client_ca_file: args.security.client_ca_file.clone(),
+        requestheader_ca_file: args.security.requestheader_client_ca_file.clone(),
+        allowed_names: args.security.requestheader_allowed_names.clone(),
         // The ConfigMap only fills in what the flags leave out.
-        cluster: match (&args.client_ca_file, &args.requestheader_client_ca_file) {
+        cluster: match (
+            &args.security.client_ca_file,
+            &args.security.requestheader_client_ca_file,
+        ) {
             (Some(_), Some(_)) => None,
             _ => authn_client.clone(),
         },
@@ -200,10 +212,10 @@ pub async fn security(args: &AdapterArgs) -> Result<Prepared, RunError> {
     if tokens.is_none() {
         tracing::info!("no cluster for TokenReview: bearer tokens will be refused");
     }
-    let authz = match args.authorization_mode {
+    let authz = match args.security.authorization_mode {
         AuthorizationMode::AlwaysAllow => AuthzMode::AlwaysAllow,
         AuthorizationMode::Webhook => {
-            let client = kube_client(args.authorization_kubeconfig.as_ref()).await?.ok_or_else(|| {
+            let client = kube_client(args.security.authorization_kubeconfig.as_ref()).await?.ok_or_else(|| {
                 RunError::Kube("--authorization-mode Webhook needs --authorization-kubeconfig or an in-cluster config".into())
             })?;
             AuthzMode::Webhook(Arc::new(KubeReviewer::new(client)) as Arc<dyn AccessReviewer>)
@@ -339,7 +351,10 @@ pub async fn pod_lister(args: &AdapterArgs) -> Result<Option<Arc<dyn PodLister>>
 
 /// The serving certificate: the files given, or a self-signed one for local use.
 fn cert_source(args: &AdapterArgs) -> CertSource {
-    match (&args.tls_cert_file, &args.tls_private_key_file) {
+    match (
+        &args.security.tls_cert_file,
+        &args.security.tls_private_key_file,
+    ) {
         (Some(cert), Some(key)) => CertSource::Files {
             cert: cert.clone(),
             key: key.clone(),
@@ -369,7 +384,7 @@ pub async fn run_on(
     } = prepared;
     let config = Arc::new(AdapterConfig::load(&args.config)?);
     let tls = ServerTls::new(cert_source(args), &ca_hints)?;
-    let store = SampleStore::new(args.max_series);
+    let store = SampleStore::new(args.security.max_series);
     let ready = Arc::new(AtomicBool::new(false));
     let http = reqwest::Client::builder()
         .build()
@@ -382,7 +397,7 @@ pub async fn run_on(
         refresh::Refresher::new(&config, &store, http)?.spawn(ready.clone(), stop_rx.clone())?;
     let watcher = tokio::spawn(
         tls.clone()
-            .watch(args.cert_reload_interval, stopped(stop_rx.clone())),
+            .watch(args.security.cert_reload_interval, stopped(stop_rx.clone())),
     );
     let mut state = AdapterState::new(config, store, ready, security);
     if let Some(lister) = pods {
@@ -395,7 +410,7 @@ pub async fn run_on(
             roots,
             state.clone(),
             tls.clone(),
-            args.cert_reload_interval,
+            args.security.cert_reload_interval,
             reloads,
             stopped(stop_rx.clone()),
         ))

@@ -21,7 +21,9 @@ use tidescale::adapter::auth::{
     AccessReviewer, Authenticator, Authorizer, AuthzMode, RequestHeaderAuth, TokenReviewer,
 };
 use tidescale::adapter::kube_auth::KubeReviewer;
-use tidescale::adapter::run::{AdapterArgs, AuthorizationMode, Prepared, ReloadCounts, run_on};
+use tidescale::adapter::run::{
+    AdapterArgs, AdapterSecurity, AuthorizationMode, Prepared, ReloadCounts, run_on,
+};
 use tidescale::adapter::tls::ca_verifier;
 use tidescale::adapter::trust::TrustSource;
 use tokio::net::TcpListener;
@@ -284,18 +286,20 @@ impl Adapter {
         let args = AdapterArgs {
             config,
             listen: "127.0.0.1:0".parse().unwrap(),
-            tls_cert_file: Some(pki.serving_cert.clone()),
-            tls_private_key_file: Some(pki.serving_key.clone()),
-            client_ca_file: Some(pki.client_ca.clone()),
-            requestheader_client_ca_file: Some(pki.front_proxy_ca.clone()),
-            requestheader_allowed_names: vec!["front-proxy-client".into()],
-            authentication_kubeconfig: None,
-            authorization_kubeconfig: None,
             kubeconfig: None,
-            authorization_mode: mode,
             insecure_dev_mode: false,
-            cert_reload_interval: Duration::from_millis(200),
-            max_series: 1000,
+            security: AdapterSecurity {
+                tls_cert_file: Some(pki.serving_cert.clone()),
+                tls_private_key_file: Some(pki.serving_key.clone()),
+                client_ca_file: Some(pki.client_ca.clone()),
+                requestheader_client_ca_file: Some(pki.front_proxy_ca.clone()),
+                requestheader_allowed_names: vec!["front-proxy-client".into()],
+                authentication_kubeconfig: None,
+                authorization_kubeconfig: None,
+                authorization_mode: mode,
+                cert_reload_interval: Duration::from_millis(200),
+                max_series: 1000,
+            },
         };
         let mut ca_hints = Vec::new();
         for f in [&pki.client_ca, &pki.front_proxy_ca] {
