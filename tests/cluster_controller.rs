@@ -5,7 +5,9 @@
 
 mod cluster_support;
 
-use cluster_support::scaler::{ScalerProcess, install_crd, wait_replicas};
+use cluster_support::scaler::{
+    ScalerProcess, generation, install_crd, scalable_crd, scalable_object, wait_replicas,
+};
 use cluster_support::{AdapterProcess, Cluster, Deadline, Exposition, condition, deployment_yaml};
 use serde_json::Value;
 
@@ -154,41 +156,11 @@ async fn scales_a_deployment_up_and_down_with_status_columns_and_events() {
         .await;
 }
 
-const WEBAPP_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: webapps.test.tidescale.io}
-spec:
-  group: test.tidescale.io
-  names: {kind: WebApp, plural: webapps, singular: webapp}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources:
-      status: {}
-      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, properties: {replicas: {type: integer}}}
-          status: {type: object, properties: {replicas: {type: integer}, selector: {type: string}}}
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_a_statefulset_and_a_custom_resource_through_their_scale_subresources() {
     let cluster = Cluster::require();
     install_crd(&cluster).await;
-    cluster.apply(WEBAPP_CRD).await;
-    cluster
-        .kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/webapps.test.tidescale.io",
-            "--timeout=60s",
-        ])
-        .await;
+    scalable_crd(&cluster, "WebApp", None).await;
     let ns = cluster.namespace("ctl-kinds").await;
     let page = Exposition::start(&cluster.host_ip).await;
     page.set("queue_depth", 25.0);
@@ -196,29 +168,10 @@ async fn scales_a_statefulset_and_a_custom_resource_through_their_scale_subresou
         .replace("kind: Deployment", "kind: StatefulSet")
         .replace("spec:\n  replicas", "spec:\n  serviceName: db\n  replicas");
     cluster.apply(&sts).await;
-    cluster
-        .apply(&format!(
-            "apiVersion: test.tidescale.io/v1\nkind: WebApp\nmetadata: {{name: shop, namespace: {ns}}}\nspec: {{replicas: 1}}\n"
-        ))
-        .await;
-    // Nobody runs WebApps: the test plays their controller and publishes status.replicas and
-    // the selector the scale subresource reports; a Deployment provides pods that match it
-    // (a Value target needs ready pods, as the HPA's does).
+    // A Deployment provides pods that match the WebApp's selector (a Value target needs ready
+    // pods, as the HPA's does).
     cluster.apply(&deployment_yaml(&ns, "shop", 1)).await;
-    let status = r#"{"status":{"replicas":1,"selector":"app=shop"}}"#;
-    cluster
-        .kubectl_ok(&[
-            "-n",
-            &ns,
-            "patch",
-            "webapp",
-            "shop",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            status,
-        ])
-        .await;
+    scalable_object(&cluster, &ns, "WebApp", "shop", "app=shop").await;
     let _scaler = ScalerProcess::start(
         &cluster,
         "solo",
@@ -257,15 +210,6 @@ async fn scales_a_statefulset_and_a_custom_resource_through_their_scale_subresou
     cluster
         .kubectl_ok(&["delete", "namespace", &ns, "--wait=false"])
         .await;
-}
-
-/// The Deployment's `metadata.generation`: every write that changes its spec bumps it.
-async fn generation(cluster: &Cluster, ns: &str, name: &str) -> i64 {
-    cluster
-        .kubectl_json(&["-n", ns, "get", "deployment", name, "-o", "json"])
-        .await["metadata"]["generation"]
-        .as_i64()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

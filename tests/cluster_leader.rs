@@ -7,7 +7,7 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::scaler::{ScalerProcess, install_crd, wait_replicas};
+use cluster_support::scaler::{ScalerProcess, generation, install_crd, wait_replicas};
 use cluster_support::{Cluster, Deadline, Exposition, deployment_yaml, replicas};
 use tidescale::clock;
 
@@ -64,14 +64,6 @@ async fn one_leader(procs: &[&ScalerProcess], seconds: u64) -> usize {
     }
 }
 
-async fn generation(cluster: &Cluster, ns: &str) -> i64 {
-    cluster
-        .kubectl_json(&["-n", ns, "get", "deployment", "web", "-o", "json"])
-        .await["metadata"]["generation"]
-        .as_i64()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_scales_and_the_other_takes_over_after_a_kill() {
     let cluster = Cluster::require();
@@ -80,7 +72,7 @@ async fn one_leader_scales_and_the_other_takes_over_after_a_kill() {
     let page = Exposition::start(&cluster.host_ip).await;
     page.set("queue_depth", 20.0);
     cluster.apply(&deployment_yaml(&ns, "web", 1)).await;
-    let g0 = generation(&cluster, &ns).await;
+    let g0 = generation(&cluster, &ns, "web").await;
     let a = start(&cluster, &ns, "a").await;
     let b = start(&cluster, &ns, "b").await;
     let first = one_leader(&[&a, &b], 30).await;
@@ -109,7 +101,7 @@ async fn one_leader_scales_and_the_other_takes_over_after_a_kill() {
     page.set("queue_depth", 5.0);
     wait_replicas(&cluster, &ns, "web", 1).await;
     let total = leader_writes + follower.writes(&policy).await;
-    let changes = (generation(&cluster, &ns).await - g0) as f64;
+    let changes = (generation(&cluster, &ns, "web").await - g0) as f64;
     assert_eq!(
         total, changes,
         "every write changed the spec once: no doubles"

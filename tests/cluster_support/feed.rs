@@ -3,30 +3,8 @@
 //! source is down (source errors), and one whose target refuses the count it is asked for
 //! (rescale errors: a custom resource whose schema caps `spec.replicas` at 2).
 
-use super::scaler::{ScalerProcess, install_crd};
+use super::scaler::{ScalerProcess, install_crd, scalable_crd, scalable_object};
 use super::{Cluster, deployment_yaml};
-
-const CAPPED_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: cappedapps.test.tidescale.io}
-spec:
-  group: test.tidescale.io
-  names: {kind: CappedApp, plural: cappedapps, singular: cappedapp}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources:
-      status: {}
-      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, properties: {replicas: {type: integer, maximum: 2}}}
-          status: {type: object, properties: {replicas: {type: integer}, selector: {type: string}}}
-"#;
 
 fn policy(
     ns: &str,
@@ -62,38 +40,12 @@ pub async fn run_with_three_policies(
     metrics_port: u16,
 ) -> (ScalerProcess, String) {
     install_crd(cluster).await;
-    cluster.apply(CAPPED_CRD).await;
-    cluster
-        .kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/cappedapps.test.tidescale.io",
-            "--timeout=60s",
-        ])
-        .await;
+    scalable_crd(cluster, "CappedApp", Some(2)).await;
     let ns = cluster.namespace("dash").await;
     for d in ["web", "broken"] {
         cluster.apply(&deployment_yaml(&ns, d, 1)).await;
     }
-    cluster
-        .apply(&format!(
-            "apiVersion: test.tidescale.io/v1\nkind: CappedApp\nmetadata: {{name: capped, namespace: {ns}}}\nspec: {{replicas: 1}}\n"
-        ))
-        .await;
-    let status = r#"{"status":{"replicas":1,"selector":"app=capped"}}"#;
-    cluster
-        .kubectl_ok(&[
-            "-n",
-            &ns,
-            "patch",
-            "cappedapp",
-            "capped",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            status,
-        ])
-        .await;
+    scalable_object(cluster, &ns, "CappedApp", "capped", "app=capped").await;
     let rate = "sum(rate(http_requests_total{job=\"demo-service\"}[10s]))";
     let web = "{apiVersion: apps/v1, kind: Deployment, name: web}";
     let broken = "{apiVersion: apps/v1, kind: Deployment, name: broken}";

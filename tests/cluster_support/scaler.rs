@@ -150,3 +150,78 @@ pub async fn wait_replicas(cluster: &Cluster, ns: &str, name: &str, want: i64) {
         deadline.tick().await;
     }
 }
+
+/// The Deployment's `metadata.generation`: every write that changes its spec bumps it.
+pub async fn generation(cluster: &Cluster, ns: &str, name: &str) -> i64 {
+    cluster
+        .kubectl_json(&["-n", ns, "get", "deployment", name, "-o", "json"])
+        .await["metadata"]["generation"]
+        .as_i64()
+        .unwrap()
+}
+
+/// A test custom resource `kind` (group `test.tidescale.io/v1`) with a scale subresource, its
+/// `spec.replicas` capped at `max` by the schema when given; applied and Established.
+pub async fn scalable_crd(cluster: &Cluster, kind: &str, max: Option<u32>) {
+    let plural = format!("{}s", kind.to_lowercase());
+    let cap = max.map_or(String::new(), |m| format!(", maximum: {m}"));
+    let crd = format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.test.tidescale.io}}
+spec:
+  group: test.tidescale.io
+  names: {{kind: {kind}, plural: {plural}, singular: {singular}}}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {{}}
+      scale: {{specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, properties: {{replicas: {{type: integer{cap}}}}}}}
+          status: {{type: object, properties: {{replicas: {{type: integer}}, selector: {{type: string}}}}}}
+"#,
+        singular = kind.to_lowercase()
+    );
+    cluster.apply(&crd).await;
+    let name = format!("crd/{plural}.test.tidescale.io");
+    cluster
+        .kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            &name,
+            "--timeout=60s",
+        ])
+        .await;
+}
+
+/// An object of a [`scalable_crd`] kind with one replica. Nobody runs it: the test plays its
+/// controller and publishes `status.replicas` and the selector its scale subresource reports.
+pub async fn scalable_object(cluster: &Cluster, ns: &str, kind: &str, name: &str, selector: &str) {
+    cluster
+        .apply(&format!(
+            "apiVersion: test.tidescale.io/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{replicas: 1}}\n"
+        ))
+        .await;
+    let status = format!(r#"{{"status":{{"replicas":1,"selector":"{selector}"}}}}"#);
+    let resource = kind.to_lowercase();
+    cluster
+        .kubectl_ok(&[
+            "-n",
+            ns,
+            "patch",
+            &resource,
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ])
+        .await;
+}
