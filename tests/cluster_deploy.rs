@@ -427,6 +427,9 @@ async fn chart_installs_in_each_mode_with_exactly_enough_rbac() {
                 assert_eq!(b["subjects"][0]["name"], "horizontal-pod-autoscaler");
             }
         }
+        if mode == "scaler" {
+            scaler_runs_as_the_release_service_account(&c, &r.ns).await;
+        }
         if mode == "both" {
             all_options_accepted(&c, &r.ns).await;
             upgrade_keeps_the_certificate(&c, &r).await;
@@ -435,6 +438,66 @@ async fn chart_installs_in_each_mode_with_exactly_enough_rbac() {
     }
     // The CRD stays (Helm never deletes crds/), so policies survive an uninstall.
     crd_established(&c).await;
+}
+
+/// `tidescale run` with the release's service-account token (the pod's identity) scales a
+/// Deployment in another namespace, writes the policy's status, publishes its events and holds
+/// its Lease in the release namespace: the chart's RBAC is enough for everything `run` does.
+async fn scaler_runs_as_the_release_service_account(c: &Cluster, release_ns: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = service_account_kubeconfig(c, release_ns, "tidescale", dir.path()).await;
+    let ns = c.namespace("deploy-run").await;
+    let page = cluster_support::Exposition::start(&c.host_ip).await;
+    page.set("queue_depth", 30.0);
+    c.apply(&cluster_support::deployment_yaml(&ns, "web", 1))
+        .await;
+    let policy = format!(
+        r#"apiVersion: tidescale.io/v1alpha1
+kind: ScalingPolicy
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  maxReplicas: 3
+  interval: 1s
+  metrics:
+  - name: queue
+    scrape: {{endpoints: ["{}"], metric: queue_depth}}
+    target: {{type: Value, value: 10}}
+"#,
+        page.url
+    );
+    c.apply(&policy).await;
+    let port = cluster_support::scaler::free_port();
+    let args = ["--lease-namespace", release_ns, "--namespace", &ns];
+    let scaler = cluster_support::scaler::ScalerProcess::start_as(
+        Path::new(&kubeconfig),
+        "pod-0",
+        port,
+        &args,
+    )
+    .await;
+    cluster_support::scaler::wait_replicas(c, &ns, "web", 3).await;
+    let deadline =
+        cluster_support::Deadline::new("status and event written as the service account", 30);
+    loop {
+        let p = c
+            .kubectl_json(&["-n", &ns, "get", "sp", "web", "-o", "json"])
+            .await;
+        let events = c.kubectl_ok(&["-n", &ns, "get", "events"]).await;
+        if p["status"]["desiredReplicas"] == 3 && events.contains("SuccessfulRescale") {
+            break;
+        }
+        deadline.tick().await;
+    }
+    assert!(scaler.leading().await, "the Lease in {release_ns}");
+    let log = scaler.log_text();
+    assert!(
+        !log.contains("forbidden") && !log.contains("Forbidden"),
+        "{log}"
+    );
+    assert!(scaler.terminate().await);
+    c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"])
+        .await;
 }
 
 /// `helm upgrade` with changed values: the generated CA and certificate are kept (the

@@ -35,13 +35,24 @@ impl ScalerProcess {
 
     /// Like [`start`](Self::start), serving `/metrics` on `127.0.0.1:port`.
     pub async fn start_at(cluster: &Cluster, identity: &str, port: u16, extra: &[&str]) -> Self {
+        Self::start_as(&cluster.kubeconfig, identity, port, extra).await
+    }
+
+    /// Like [`start_at`](Self::start_at), as whoever `kubeconfig` names (a service account's
+    /// token, to prove its RBAC is enough).
+    pub async fn start_as(
+        kubeconfig: &std::path::Path,
+        identity: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("run.log");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidescale"))
             .arg("run")
             .arg("--kubeconfig")
-            .arg(&cluster.kubeconfig)
+            .arg(kubeconfig)
             .args(["--identity", identity, "--log-format", "text"])
             .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
             .args(extra)
