@@ -6,31 +6,10 @@
 mod cluster_support;
 
 use cluster_support::scaler::{
-    ScalerProcess, generation, install_crd, scalable_crd, scalable_object, wait_replicas,
+    ScalerProcess, generation, install_crd, policy, scalable_crd, scalable_object, wait_replicas,
 };
 use cluster_support::{AdapterProcess, Cluster, Deadline, Exposition, condition, deployment_yaml};
 use serde_json::Value;
-
-fn policy(ns: &str, name: &str, target: (&str, &str, &str), url: &str, extra: &str) -> String {
-    let (api_version, kind, object) = target;
-    format!(
-        r#"apiVersion: tidescale.io/v1alpha1
-kind: ScalingPolicy
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  targetRef: {{apiVersion: {api_version}, kind: {kind}, name: {object}}}
-  minReplicas: 1
-  maxReplicas: 4
-  interval: 1s
-  metrics:
-  - name: queue
-    scrape: {{endpoints: ["{url}"], metric: queue_depth}}
-    target: {{type: Value, value: 10}}
-  behavior:
-    scaleDown: {{stabilizationWindowSeconds: 0}}
-{extra}"#
-    )
-}
 
 async fn sp(cluster: &Cluster, ns: &str, name: &str) -> Value {
     cluster

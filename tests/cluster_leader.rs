@@ -7,7 +7,7 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::scaler::{ScalerProcess, generation, install_crd, wait_replicas};
+use cluster_support::scaler::{ScalerProcess, generation, install_crd, policy, wait_replicas};
 use cluster_support::{Cluster, Deadline, Exposition, deployment_yaml, replicas};
 use tidescale::clock;
 
@@ -20,24 +20,10 @@ const LEASE: &[&str] = &[
     "1s",
 ];
 
-fn policy(ns: &str, url: &str) -> String {
-    format!(
-        r#"apiVersion: tidescale.io/v1alpha1
-kind: ScalingPolicy
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
-  minReplicas: 1
-  maxReplicas: 10
-  interval: 1s
-  metrics:
-  - name: queue
-    scrape: {{endpoints: ["{url}"], metric: queue_depth}}
-    target: {{type: Value, value: 10}}
-  behavior:
-    scaleDown: {{stabilizationWindowSeconds: 0}}
-"#
-    )
+/// The leader tests' policy: `web` on the Deployment `web`, up to 10 replicas.
+fn web_policy(ns: &str, url: &str) -> String {
+    policy(ns, "web", ("apps/v1", "Deployment", "web"), url, "")
+        .replace("maxReplicas: 4", "maxReplicas: 10")
 }
 
 async fn start(cluster: &Cluster, ns: &str, who: &str) -> ScalerProcess {
@@ -76,7 +62,7 @@ async fn one_leader_scales_and_the_other_takes_over_after_a_kill() {
     let a = start(&cluster, &ns, "a").await;
     let b = start(&cluster, &ns, "b").await;
     let first = one_leader(&[&a, &b], 30).await;
-    cluster.apply(&policy(&ns, &page.url)).await;
+    cluster.apply(&web_policy(&ns, &page.url)).await;
     // The metric does not fall as replicas come: the count climbs to the maximum and stays.
     wait_replicas(&cluster, &ns, "web", 10).await;
     let (leader, follower) = if first == 0 { (a, b) } else { (b, a) };
@@ -139,7 +125,7 @@ async fn two_shards_split_the_policies_and_each_leads_its_own_lease() {
     let names: Vec<String> = (0..6).map(|i| format!("web{i}")).collect();
     for n in &names {
         cluster.apply(&deployment_yaml(&ns, n, 1)).await;
-        let p = policy(&ns, &page.url)
+        let p = web_policy(&ns, &page.url)
             .replace("name: web, namespace", &format!("name: {n}, namespace"))
             .replace(
                 "kind: Deployment, name: web}",

@@ -236,3 +236,27 @@ pub async fn scalable_object(cluster: &Cluster, ns: &str, kind: &str, name: &str
         ])
         .await;
 }
+
+/// A policy `name` on `target` (apiVersion, kind, name): one `scrape` metric `queue_depth` of
+/// the page at `url` against a `Value` of 10, min 1, max 4, interval 1 s, no scale-down window;
+/// `extra` is appended to the spec.
+pub fn policy(ns: &str, name: &str, target: (&str, &str, &str), url: &str, extra: &str) -> String {
+    let (api_version, kind, object) = target;
+    format!(
+        r#"apiVersion: tidescale.io/v1alpha1
+kind: ScalingPolicy
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  targetRef: {{apiVersion: {api_version}, kind: {kind}, name: {object}}}
+  minReplicas: 1
+  maxReplicas: 4
+  interval: 1s
+  metrics:
+  - name: queue
+    scrape: {{endpoints: ["{url}"], metric: queue_depth}}
+    target: {{type: Value, value: 10}}
+  behavior:
+    scaleDown: {{stabilizationWindowSeconds: 0}}
+{extra}"#
+    )
+}
