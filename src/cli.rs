@@ -100,7 +100,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "demo-report")]
     pub report: PathBuf,
     /// Replay the same traffic under one or more baselines and compare (comma-separated):
-    /// hpa-defaults, hpa-same-behavior, tidescale-defaults.
+    /// hpa-defaults, hpa-same-behavior, tidescale-defaults, short-window.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub compare: Vec<crate::local::demo::Compare>,
     /// How often the HPA baselines' metrics pipeline publishes readings (metrics-server: 15s).

@@ -129,10 +129,12 @@ proptest! {
     }
 
     /// After a drop of 40 % or more in the mean demand, a scale-down comes within two sample
-    /// windows (the first one fills with readings of the new level).
+    /// windows (the first one fills with readings of the new level). The noise stays below
+    /// the drop: with ±40 % noise after a 40 % drop, single readings at the lower count would
+    /// leave the tolerance, so that count would not settle and is rightly not taken.
     #[test]
     fn a_real_drop_lowers_the_count_within_two_windows(
-        m in 4.0f64..40.0, drop in 0.4f64..0.8, amplitude in 0.1f64..0.4, shape in shape(),
+        m in 4.0f64..40.0, drop in 0.4f64..0.8, amplitude in 0.1f64..0.3, shape in shape(),
         seed in any::<u64>(),
     ) {
         let window = 120u32;

@@ -1,21 +1,29 @@
 //! Calm scale-down: the confidence stage (a metric lets the count fall only while its recent demand is lower with confidence) and the flap budget stage.
 //!
 //! A metric's demand is the unrounded count its proposal implies ([`Proposal::demand`]). The
-//! engine keeps each metric's demands of the last `sampleWindowSeconds`; on a tick whose
+//! engine keeps each metric's demands of the last `sampleWindowSeconds`, and at least its last
+//! [`HISTORY`]; on a tick whose
 //! recommendation is lower than the current count, each metric's one-sided upper confidence
 //! bound of its mean demand (Student's t) must still imply fewer replicas, or that metric holds
 //! the count. Consecutive rate readings are computed over overlapping windows and so are
 //! positively autocorrelated; the bound uses the effective sample size
 //! `n (1 − ρ) / (1 + ρ)` with the lag-1 autocorrelation ρ, else it would be overconfident.
+//!
+//! The spread of single readings is also estimated robustly over a longer history than the
+//! sample, the last [`HISTORY`] readings, and the bound never takes a smaller one: five
+//! readings at 15 s ticks agree by luck often enough to lower a right-sized count every few
+//! minutes. A lower count must also *settle*: a share `level` of single readings must stay
+//! within the tolerance at that count (with confidence `level`), else the next noisy readings
+//! would scale up again and the scale-down would only have started a flap.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 use super::Replicas;
 use super::decision::{Direction, Proposal, Reason};
-use super::policy::{Confidence, FlapBudget, Tolerance};
+use super::policy::{Confidence, FlapBudget, Target, Tolerance};
 use super::time::{Seconds, Time};
 
 /// Never fewer readings than this: two give one degree of freedom and a bound too wide to mean
@@ -25,6 +33,10 @@ const MIN_READINGS: usize = 3;
 /// The largest lag-1 autocorrelation the correction trusts: beyond it the readings are a
 /// trend, not noise around a level, and `n_eff` would collapse to nothing.
 const MAX_RHO: f64 = 0.9;
+
+/// Readings of a metric kept for its noise estimate, past the sample window: enough for a
+/// steady spread of successive differences (at 15 s ticks, seven and a half minutes).
+pub(super) const HISTORY: usize = 30;
 
 /// One metric's recent demands, oldest first, with when each was read.
 type Demands = VecDeque<(Time, f64)>;
@@ -41,8 +53,8 @@ pub(super) struct CalmMemory {
 impl CalmMemory {
     /// Keeps this tick's demands and forgets those older than `window`, but never the last
     /// `keep` of a metric: a loop that reads less often than the window needs still gets a
-    /// bound (at 15 s ticks, five readings span a minute). A metric with no reading within the
-    /// window is forgotten.
+    /// bound (at 15 s ticks, five readings span a minute), and the noise estimate a history.
+    /// A metric with no reading within the window is forgotten.
     pub fn record_demands(
         &mut self,
         proposals: &[Proposal],
@@ -51,12 +63,13 @@ impl CalmMemory {
         now: Time,
     ) {
         let cutoff = now - window;
-        for p in proposals.iter().filter(|p| p.demand.is_finite()) {
+        for p in proposals {
+            let Some(kept) = kept_value(p) else { continue };
             match self.demands.iter_mut().find(|(m, _)| *m == p.metric) {
-                Some((_, q)) => q.push_back((now, p.demand)),
+                Some((_, q)) => q.push_back((now, kept)),
                 None => self
                     .demands
-                    .push((p.metric.clone(), VecDeque::from([(now, p.demand)]))),
+                    .push((p.metric.clone(), VecDeque::from([(now, kept)]))),
             }
         }
         for (_, q) in &mut self.demands {
@@ -74,6 +87,16 @@ impl CalmMemory {
             .iter()
             .find(|(m, _)| &**m == metric)
             .map(|(_, q)| q.iter().map(|(_, d)| *d).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many of the remembered demands of `metric` were read within `window` of `now`.
+    pub fn within(&self, metric: &str, window: Seconds, now: Time) -> usize {
+        let cutoff = now - window;
+        self.demands
+            .iter()
+            .find(|(m, _)| &**m == metric)
+            .map(|(_, q)| q.iter().filter(|(at, _)| *at > cutoff).count())
             .unwrap_or_default()
     }
 
@@ -101,6 +124,27 @@ impl CalmMemory {
     }
 }
 
+/// What is remembered of a proposal: its demand, except for a `Value` target, whose demand is
+/// its ratio times the ready pods: the ratio is kept, so that our own scale events do not look
+/// like a change in the metric (a latency of 74 ms is 1.85 replicas of demand at five pods and
+/// 0.74 at two).
+fn kept_value(p: &Proposal) -> Option<f64> {
+    let kept = match p.target {
+        Target::Value(_) => p.ratio,
+        _ => p.demand,
+    };
+    kept.is_finite().then_some(kept)
+}
+
+/// The factor that turns the kept values of `p`'s metric into demands at today's pods.
+fn demand_per_kept(p: &Proposal) -> f64 {
+    match p.target {
+        Target::Value(_) if p.ratio > 0.0 => p.demand / p.ratio,
+        Target::Value(_) => 0.0,
+        _ => 1.0,
+    }
+}
+
 /// The upper confidence bound of a metric's demand.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bound {
@@ -111,6 +155,17 @@ pub struct Bound {
     pub margin: f64,
     /// The effective number of independent readings.
     pub n_eff: f64,
+    /// The spread of single readings the margin used: the sample's, or the history's if larger.
+    pub sd: f64,
+}
+
+/// Where single readings around a bound reach, and the count that keeps them in tolerance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settle {
+    /// The `level` quantile of single readings at the bound, in replicas.
+    pub peak: f64,
+    /// The lowest count at which that reading is within the tolerance.
+    pub replicas: Replicas,
 }
 
 impl Bound {
@@ -127,6 +182,16 @@ pub(super) fn readings_needed(level: f64) -> usize {
     (needed as usize).max(MIN_READINGS)
 }
 
+/// The fewest readings a sample needs: with the history's spread, the fewest a standard
+/// deviation means anything over; without it, as many as the order statistic needs.
+fn sample_size(level: f64, pooled: Option<Spread>) -> usize {
+    if pooled.is_some() {
+        MIN_READINGS
+    } else {
+        readings_needed(level)
+    }
+}
+
 /// The one-sided upper bound at `level` of the level of `xs`, or `Err(needed)` when there are
 /// too few (effective) readings.
 ///
@@ -135,40 +200,70 @@ pub(super) fn readings_needed(level: f64) -> usize {
 /// alone is overconfident on small samples of non-normal noise (three readings of bimodal noise
 /// lowered a right-sized count in 12 % of decisions at 95 %); the order statistic is exact for
 /// any continuous noise, and the t bound keeps it honest when the noise is skewed.
-pub(super) fn upper_bound(xs: &[f64], level: f64) -> Result<Bound, usize> {
+///
+/// With `pooled`, the relative spread of the metric's history, the spread is never taken below
+/// it: that is what made small samples overconfident, so t then serves on as few as three
+/// readings, and the order statistic joins once there are as many as it needs.
+pub(super) fn upper_bound(xs: &[f64], level: f64, pooled: Option<Spread>) -> Result<Bound, usize> {
     let n = xs.len();
     let needed = readings_needed(level);
-    if n < needed {
-        return Err(needed);
+    let least = sample_size(level, pooled);
+    if n < least {
+        return Err(least);
     }
     let nf = n as f64;
     let mean = xs.iter().sum::<f64>() / nf;
     let ss: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
-    if ss <= f64::EPSILON * mean.abs().max(1.0) {
-        // Identical readings: no spread to be unsure about.
+    // A few readings can agree by luck: their spread is never taken as smaller than the
+    // history's.
+    let own = (ss / (nf - 1.0)).sqrt();
+    let history = pooled.map_or(0.0, |p| p.relative * mean.abs());
+    let sd = own.max(history);
+    if sd <= f64::EPSILON * mean.abs().max(1.0) {
+        // Identical readings and no noise before them: nothing to be unsure about.
         return Ok(Bound {
             mean,
             margin: 0.0,
             n_eff: nf,
+            sd: 0.0,
         });
     }
     let lag1: f64 = xs.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum();
     // Negative estimates (common in short samples of independent readings) do not earn a
-    // larger sample than was taken.
-    let rho = (lag1 / ss).clamp(0.0, MAX_RHO);
-    let n_eff = nf * (1.0 - rho) / (1.0 + rho);
-    if n_eff < needed as f64 {
+    // larger sample than was taken. Three to nine readings say nothing reliable about their
+    // autocorrelation (a level and a drop look like a trend); with the history's spread to
+    // lean on, they count as independent.
+    let rho = if ss > 0.0 && (pooled.is_none() || n >= HISTORY_MIN) {
+        (lag1 / ss).clamp(0.0, MAX_RHO)
+    } else {
+        0.0
+    };
+    let mut n_eff = nf * (1.0 - rho) / (1.0 + rho);
+    if pooled.is_some() {
+        // With the history's spread, t on a few effective readings is honest (its spread is
+        // not the sample's luck), down to two: t(1) is wide enough that a trend through the
+        // sample (a drop under way) holds, while steady readings with a tiny smooth wobble (a
+        // bucketed quantile) still give a bound.
+        n_eff = n_eff.max(2.0);
+    } else if n_eff < needed as f64 {
+        // Without it, only as many as the order statistic needs.
         return Err(((needed as f64) * nf / n_eff).ceil() as usize);
     }
-    let sd = (ss / (nf - 1.0)).sqrt();
+    // The sample's degrees of freedom even when the history's spread won: an estimate from
+    // thirty readings is itself noisy, and a few readings must not earn the history's.
     let t = StudentsT::new(0.0, 1.0, n_eff - 1.0)
         .map(|d| d.inverse_cdf(level))
         .unwrap_or(f64::INFINITY);
-    let order = order_statistic(xs, n_eff, level) - mean;
+    let order = if n_eff >= needed as f64 {
+        order_statistic(xs, n_eff, level) - mean
+    } else {
+        0.0
+    };
     Ok(Bound {
         mean,
         margin: (t * sd / n_eff.sqrt()).max(order),
         n_eff,
+        sd,
     })
 }
 
@@ -206,16 +301,102 @@ fn ceil_count(x: f64) -> Replicas {
     }
 }
 
+/// The sample a metric's bound is computed over: its readings within the sample window, but
+/// never fewer than the bound needs while older ones are remembered. Autocorrelated readings
+/// reach back once as far as their effective size asks. `Err((readings, needed))` when the
+/// memory is short.
+fn sample_bound(
+    history: &[f64],
+    in_window: usize,
+    level: f64,
+    noise: Option<Spread>,
+) -> Result<Bound, (usize, usize)> {
+    let last = |n: usize| &history[history.len() - n.min(history.len())..];
+    let n = in_window.max(sample_size(level, noise)).min(history.len());
+    match upper_bound(last(n), level, noise) {
+        Err(more) if more > n && history.len() > n => {
+            let n = more.min(history.len());
+            upper_bound(last(n), level, noise).map_err(|needed| (n, needed))
+        }
+        other => other.map_err(|needed| (n, needed)),
+    }
+}
+
+/// The relative noise of a metric's single readings (their standard deviation over their
+/// level), from its whole history, which holds more readings than one sample.
+///
+/// From successive differences of the logs, so that a level shift (a real drop) is one large
+/// difference among many and moves the estimate little; differences beyond four times their
+/// upper quartile are such shifts and are left out, the rest give a root mean square. Overlapping rate windows smooth successive readings
+/// and make this an underestimate; the sample's own spread, which the bound also weighs,
+/// covers them. `None` with fewer than [`HISTORY_MIN`] readings.
+pub(super) fn history_noise(history: &[f64]) -> Option<Spread> {
+    if history.len() < HISTORY_MIN {
+        return None;
+    }
+    // Idle readings (zero demand) have no relative noise; the sample's own spread serves.
+    let steps: Vec<f64> = history
+        .windows(2)
+        .filter(|w| w[0] > 0.0 && w[1] > 0.0)
+        .map(|w| (w[1].ln() - w[0].ln()).abs())
+        .collect();
+    if steps.is_empty() {
+        return Some(Spread { relative: 0.0 });
+    }
+    // The upper quartile, not the median: noise that jumps between two levels (bimodal) has
+    // many small and many large differences, and its large ones are noise, not shifts.
+    let cutoff = 4.0 * upper_quartile(steps.clone());
+    let kept: Vec<f64> = steps.into_iter().filter(|d| *d <= cutoff).collect();
+    let mean_square = kept.iter().map(|d| d * d).sum::<f64>() / kept.len().max(1) as f64;
+    // Var(x_{i+1} − x_i) = 2σ² for independent readings.
+    Some(Spread {
+        relative: (mean_square / 2.0).sqrt(),
+    })
+}
+
+/// The relative spread of a metric's single readings, from its history.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Spread {
+    /// Standard deviation over level.
+    pub relative: f64,
+}
+
+/// Fewer readings than this give no history noise, and no scale-down.
+const HISTORY_MIN: usize = 10;
+
+/// The upper quartile of `xs` (not empty), the nearest rank.
+fn upper_quartile(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let rank = (0.75 * xs.len() as f64).ceil() as usize;
+    xs[rank.clamp(1, xs.len()) - 1]
+}
+
+/// Where a count settles: with confidence `level`, a share `level` of single readings stay
+/// below `peak`, the bound of the mean plus the `level` quantile of the readings' spread (a
+/// one-sided tolerance bound, the spread taken as known from the history); `peak` must be
+/// within the tolerance at the count.
+pub(super) fn settle(bound: &Bound, level: f64, tolerance: Tolerance) -> Settle {
+    let z = Normal::new(0.0, 1.0)
+        .map(|d| d.inverse_cdf(level))
+        .unwrap_or(f64::INFINITY);
+    let peak = bound.upper() + z * bound.sd;
+    Settle {
+        peak,
+        replicas: ceil_count(peak / (1.0 + tolerance.up)),
+    }
+}
+
 /// The confidence stage: on a scale-down, the lowest count each metric allows is the rounded
-/// bound of its demand, if that is below `current` and outside the tolerance, else `current`.
-/// The result is the highest of `raw` and those counts; each metric says why.
+/// bound of its demand, raised to where its noise settles, if that is below `current` and
+/// outside the tolerance, else `current`. The result is the highest of `raw` and those counts;
+/// each metric says why.
 pub(super) fn confidence(
     memory: &CalmMemory,
-    raw: Replicas,
-    current: Replicas,
+    (raw, current): (Replicas, Replicas),
     proposals: &[Proposal],
     rule: &Confidence,
     tolerance: Tolerance,
+    now: Time,
 ) -> (Replicas, Vec<Reason>) {
     if raw >= current {
         return (raw, Vec::new());
@@ -223,21 +404,27 @@ pub(super) fn confidence(
     let mut allowed = raw;
     let mut reasons = Vec::with_capacity(proposals.len());
     for p in proposals {
-        let demands = memory.demands(&p.metric);
-        let bound = match upper_bound(&demands, rule.level) {
-            Ok(bound) => bound,
-            Err(needed) => {
+        let per_kept = demand_per_kept(p);
+        let history: Vec<f64> = memory
+            .demands(&p.metric)
+            .into_iter()
+            .map(|kept| kept * per_kept)
+            .collect();
+        let in_window = memory.within(&p.metric, rule.sample_window, now);
+        let weighed = match weigh(&history, in_window, rule.level, tolerance) {
+            Ok(weighed) => weighed,
+            Err((readings, needed)) => {
                 allowed = allowed.max(current);
                 reasons.push(Reason::TooFewReadings {
                     metric: p.metric.clone(),
-                    readings: demands.len(),
+                    readings,
                     needed,
                     replicas: current,
                 });
                 continue;
             }
         };
-        let k = ceil_count(bound.upper());
+        let (bound, settle, k) = weighed;
         let lower = k < current && !tolerance.within(f64::from(k.0) / f64::from(current.0));
         let count = if lower { k.max(p.replicas) } else { current };
         allowed = allowed.max(count);
@@ -245,12 +432,50 @@ pub(super) fn confidence(
             metric: p.metric.clone(),
             target: p.target,
             bound,
+            settle: (settle.replicas > ceil_count(bound.upper())).then_some(settle),
             level: rule.level,
             lower,
             replicas: count,
         });
     }
     (allowed, reasons)
+}
+
+/// The lowest count a metric's readings allow, with the bound and settle behind it.
+///
+/// Two samples are weighed: the sample window's readings (a real drop shows there first) and,
+/// when it holds more, the whole history (once a drop is minutes old, its many readings pin
+/// the new level closer than a short sample can). Each is tested at half the error
+/// `1 − level`, so that looking twice is no more likely to lower a right-sized count.
+fn weigh(
+    history: &[f64],
+    in_window: usize,
+    level: f64,
+    tolerance: Tolerance,
+) -> Result<(Bound, Settle, Replicas), (usize, usize)> {
+    let noise = history_noise(history).ok_or((history.len(), HISTORY_MIN))?;
+    let sample = in_window.max(sample_size(level, Some(noise)));
+    let split = if history.len() > sample {
+        1.0 - (1.0 - level) / 2.0
+    } else {
+        level
+    };
+    let judge = |bound: Bound| {
+        let settle = settle(&bound, split, tolerance);
+        let k = ceil_count(bound.upper()).max(settle.replicas);
+        (bound, settle, k)
+    };
+    let short = sample_bound(history, in_window, split, Some(noise)).map(judge);
+    if history.len() <= sample {
+        return short;
+    }
+    let long = upper_bound(history, split, Some(noise)).map(judge).ok();
+    match (short, long) {
+        (Ok(s), Some(l)) if l.2 < s.2 => Ok(l),
+        (Ok(s), _) => Ok(s),
+        (Err(_), Some(l)) => Ok(l),
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// The flap budget stage: a change in the direction opposite to the latest scale event of the

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::Replicas;
-use super::calm::Bound;
+use super::calm::{Bound, Settle};
 use super::policy::{RatePolicyKind, Target};
 use super::quantity::fmt_milli;
 use super::time::Seconds;
@@ -233,6 +233,8 @@ pub enum Reason {
         target: Target,
         /// The bound of its mean demand.
         bound: Bound,
+        /// Where the metric's noise settles, when that is above the rounded bound.
+        settle: Option<Settle>,
         /// The confidence level.
         level: f64,
         /// True when the bound still implies fewer replicas.
@@ -391,17 +393,22 @@ fn fmt_calm(f: &mut fmt::Formatter<'_>, reason: &Reason) -> fmt::Result {
             metric,
             target,
             bound,
+            settle,
             level,
             lower,
             replicas,
         } => {
             fmt_confident(f, metric, *target, bound, *level)?;
+            write!(f, " → bound {:.1}", bound.upper())?;
+            if let Some(s) = settle {
+                write!(f, ", readings to {:.1} settle at {}", s.peak, s.replicas)?;
+            }
             let tail = if *lower {
                 ""
             } else {
                 " (not lower with confidence)"
             };
-            write!(f, " → bound {:.1} → {replicas}{tail}", bound.upper())
+            write!(f, " → {replicas}{tail}")
         }
         Reason::TooFewReadings {
             metric,

@@ -78,7 +78,7 @@ impl Evaluator {
         if let Some(rule) = confidence {
             // Every tick's demands count, held ones included: the sample is of the readings.
             let memory = &mut self.history.calm;
-            let keep = calm::readings_needed(rule.level);
+            let keep = calm::readings_needed(rule.level).max(calm::HISTORY);
             memory.record_demands(&proposals, rule.sample_window, keep, now);
         }
         let raw = match combined {
@@ -106,11 +106,11 @@ impl Evaluator {
                     Some(rule) => {
                         let (gated, why) = calm::confidence(
                             &self.history.calm,
-                            raw,
-                            current,
+                            (raw, current),
                             &proposals,
                             &rule,
                             policy.tolerance,
+                            now,
                         );
                         reasons.extend(why);
                         gated

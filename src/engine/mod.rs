@@ -25,7 +25,7 @@ pub mod quantity;
 mod stages;
 pub mod time;
 
-pub use calm::Bound;
+pub use calm::{Bound, Settle};
 pub use decision::{Decision, Direction, Proposal, RateLimit, Reason, Usage, units};
 pub use evaluator::Evaluator;
 pub use observation::{

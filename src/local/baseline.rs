@@ -20,6 +20,9 @@ pub enum Compare {
     HpaSameBehavior,
     /// tidescale's loop with the HPA's default behaviour: isolates what the behaviour adds.
     TidescaleDefaults,
+    /// The policy with its calm scale-down (confidence, sample window, flap budget) replaced by
+    /// a 5 s stabilization window: isolates what the calm scale-down costs or saves.
+    ShortWindow,
 }
 
 impl Compare {
@@ -29,6 +32,7 @@ impl Compare {
             Compare::HpaDefaults => "hpa-defaults",
             Compare::HpaSameBehavior => "hpa-same-behavior",
             Compare::TidescaleDefaults => "tidescale-defaults",
+            Compare::ShortWindow => "short-window",
         }
     }
 
@@ -51,9 +55,15 @@ impl Compare {
                 let policy = spec.validate()?;
                 (spec, policy)
             }
+            Compare::ShortWindow => {
+                let mut spec = spec.clone();
+                spec.behavior = Some(short_window(spec.behavior.take().unwrap_or_default()));
+                let policy = spec.validate()?;
+                (spec, policy)
+            }
         };
         let cadence = match self {
-            Compare::TidescaleDefaults => Cadence::Policy,
+            Compare::TidescaleDefaults | Compare::ShortWindow => Cadence::Policy,
             Compare::HpaDefaults | Compare::HpaSameBehavior => Cadence::MetricsPipeline,
         };
         Ok((spec, policy, cadence))
@@ -89,6 +99,22 @@ pub fn hpa_default_behavior() -> BehaviorSpec {
         max_reversals: None,
     }
 }
+
+/// `behavior` with the calm scale-down taken out and a 5 s scale-down window instead (what
+/// the demo's policy used before it had one); everything else as it was.
+pub fn short_window(mut behavior: BehaviorSpec) -> BehaviorSpec {
+    let down = behavior
+        .scale_down
+        .get_or_insert_with(ScalingRulesSpec::default);
+    down.stabilization_window_seconds = Some(SHORT_WINDOW_S);
+    down.confidence = None;
+    down.sample_window_seconds = None;
+    behavior.max_reversals = None;
+    behavior
+}
+
+/// The scale-down window of the `short-window` baseline, seconds.
+const SHORT_WINDOW_S: i32 = 5;
 
 /// How a run reads and decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +159,7 @@ pub fn describe(baseline: Compare, resolution: Duration) -> String {
         Compare::HpaDefaults => format!("hpa-defaults: the native HPA out of the box: {pipeline}, default behavior"),
         Compare::HpaSameBehavior => format!("hpa-same-behavior: the native HPA's loop with the policy's behavior: {pipeline}"),
         Compare::TidescaleDefaults => "tidescale-defaults: tidescale's loop at the policy's interval with the HPA's default behavior".into(),
+        Compare::ShortWindow => format!("short-window: the policy with a {SHORT_WINDOW_S} s scale-down window instead of its calm scale-down"),
     }
 }
 
@@ -178,6 +205,15 @@ mod tests {
             hpa.scale_down.stabilization_window
         );
         assert_eq!(behavior_of(&p).scale_up.policies, hpa.scale_up.policies);
+
+        let (s, p, c) = Compare::ShortWindow.setup(&spec).unwrap();
+        assert_eq!((s.interval(), c), (spec.interval(), Cadence::Policy));
+        let (b, own) = (behavior_of(&p), behavior_of(&policy));
+        assert_eq!(b.scale_down.stabilization_window.0, 5);
+        assert_eq!((b.confidence, b.max_reversals), (None, None));
+        assert_eq!(b.scale_up, own.scale_up, "only the scale-down changes");
+        assert_eq!(b.scale_down.policies, own.scale_down.policies);
+        assert_eq!(b.scale_down.cooldown, own.scale_down.cooldown);
     }
 
     #[test]
