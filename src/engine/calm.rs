@@ -301,27 +301,6 @@ fn ceil_count(x: f64) -> Replicas {
     }
 }
 
-/// The sample a metric's bound is computed over: its readings within the sample window, but
-/// never fewer than the bound needs while older ones are remembered. Autocorrelated readings
-/// reach back once as far as their effective size asks. `Err((readings, needed))` when the
-/// memory is short.
-fn sample_bound(
-    history: &[f64],
-    in_window: usize,
-    level: f64,
-    noise: Option<Spread>,
-) -> Result<Bound, (usize, usize)> {
-    let last = |n: usize| &history[history.len() - n.min(history.len())..];
-    let n = in_window.max(sample_size(level, noise)).min(history.len());
-    match upper_bound(last(n), level, noise) {
-        Err(more) if more > n && history.len() > n => {
-            let n = more.min(history.len());
-            upper_bound(last(n), level, noise).map_err(|needed| (n, needed))
-        }
-        other => other.map_err(|needed| (n, needed)),
-    }
-}
-
 /// The relative noise of a metric's single readings (their standard deviation over their
 /// level), from its whole history, which holds more readings than one sample.
 ///
@@ -454,7 +433,10 @@ fn weigh(
     tolerance: Tolerance,
 ) -> Result<(Bound, Settle, Replicas), (usize, usize)> {
     let noise = history_noise(history).ok_or((history.len(), HISTORY_MIN))?;
-    let sample = in_window.max(sample_size(level, Some(noise)));
+    // The window's readings, never fewer than a sample needs (`within` counts the history's).
+    let sample = in_window
+        .max(sample_size(level, Some(noise)))
+        .min(history.len());
     let split = if history.len() > sample {
         1.0 - (1.0 - level) / 2.0
     } else {
@@ -465,7 +447,9 @@ fn weigh(
         let k = ceil_count(bound.upper()).max(settle.replicas);
         (bound, settle, k)
     };
-    let short = sample_bound(history, in_window, split, Some(noise)).map(judge);
+    let short = upper_bound(&history[history.len() - sample..], split, Some(noise))
+        .map(judge)
+        .map_err(|needed| (sample, needed));
     if history.len() <= sample {
         return short;
     }
