@@ -182,9 +182,9 @@ fn main() {
         "seed 1, then mean and worst of seeds 1..={RUNS}; the drop trace halves the load at 10 min.\n"
     );
     println!(
-        "| scale-down behaviour | rescales (seed 1) | reversals (seed 1) | reversals mean / max | replicas mean | first scale-down after a 50 % drop: seed 1 / mean / max | replicas mean after the drop |"
+        "| scale-down behaviour | rescales (seed 1) | reversals (seed 1) | reversals mean / max | replicas mean | first scale-down after a 50 % drop: seed 1 / mean / max | seeds within 60 s | replicas mean after the drop |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, policy) in &policies {
         let steady: Vec<Run> = (1..=RUNS)
             .map(|s| replay(policy, &trace(s, false)))
@@ -201,7 +201,7 @@ fn main() {
             }
         };
         println!(
-            "| {name} | {} | {} | {:.1} / {} | {:.2} | {} / {} / {} | {:.2} |",
+            "| {name} | {} | {} | {:.1} / {} | {:.2} | {} / {} / {} | {} of {RUNS} | {:.2} |",
             steady[0].rescales,
             steady[0].reversals,
             mean(steady.iter().map(|r| f64::from(r.reversals))),
@@ -218,6 +218,7 @@ fn main() {
                 format!("{:.0} s", mean(drops.iter().map(|r| first(r) as f64)))
             },
             fmt_s(drops.iter().map(first).max().unwrap_or(i64::MAX)),
+            drops.iter().filter(|r| first(r) <= 60).count(),
             mean(drops.iter().map(|r| {
                 let after = &r.counts[(DROP_AT_S / TICK_S) as usize..];
                 mean(after.iter().map(|c| f64::from(*c)))

@@ -157,6 +157,9 @@ pub struct Bound {
     pub n_eff: f64,
     /// The spread of single readings the margin used: the sample's, or the history's if larger.
     pub sd: f64,
+    /// The readings fall with confidence, and `mean` is the level of the latest of them on
+    /// the sample's straight-line fit, not their mean.
+    pub falling: bool,
 }
 
 /// Where single readings around a bound reach, and the count that keeps them in tolerance.
@@ -226,6 +229,7 @@ pub(super) fn upper_bound(xs: &[f64], level: f64, pooled: Option<Spread>) -> Res
             margin: 0.0,
             n_eff: nf,
             sd: 0.0,
+            falling: false,
         });
     }
     let lag1: f64 = xs.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum();
@@ -264,7 +268,91 @@ pub(super) fn upper_bound(xs: &[f64], level: f64, pooled: Option<Spread>) -> Res
         margin: (t * sd / n_eff.sqrt()).max(order),
         n_eff,
         sd,
+        falling: false,
     })
+}
+
+/// The one-sided upper bound at `level` of the latest level of a sample that falls with
+/// confidence, or `None`.
+///
+/// A load that falls steadily (a slow evening decline) spreads a sample's readings along a
+/// line: around their mean they look like large, strongly autocorrelated noise, and the
+/// mean's bound is wide and lags the fall by half a sample. Fitted to a straight line, the
+/// same readings leave small residuals, and the line's value at the latest reading is the
+/// level now. Its standard error, `s √(f (1/n + (n − 1 − ī)² / Sxx))` with the residuals'
+/// autocorrelation inflating the variance by `f = (1 + ρ)/(1 − ρ)`, is larger than the mean's,
+/// so the line serves only when its slope is below zero with confidence `level` (a noisy
+/// level rarely passes that test) and the lower of the two bounds wins. The spread is never
+/// below the history's, as for the mean.
+pub(super) fn falling_bound(xs: &[f64], level: f64, pooled: Spread) -> Option<Bound> {
+    let n = xs.len();
+    if n < HISTORY_MIN {
+        return None;
+    }
+    let nf = n as f64;
+    let centre = (nf - 1.0) / 2.0;
+    let mean = xs.iter().sum::<f64>() / nf;
+    let sxx: f64 = (0..n).map(|i| (i as f64 - centre).powi(2)).sum();
+    let sxy: f64 = xs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (i as f64 - centre) * (x - mean))
+        .sum();
+    let slope = sxy / sxx;
+    let residuals: Vec<f64> = xs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x - mean - slope * (i as f64 - centre))
+        .collect();
+    let ss: f64 = residuals.iter().map(|r| r * r).sum();
+    let lag1: f64 = residuals.windows(2).map(|w| w[0] * w[1]).sum();
+    let rho = if ss > 0.0 {
+        (lag1 / ss).clamp(0.0, MAX_RHO)
+    } else {
+        0.0
+    };
+    let inflation = (1.0 + rho) / (1.0 - rho);
+    // Two parameters fitted: at least one degree of freedom left.
+    let n_eff = (nf / inflation).max(3.0);
+    let sd = (ss / (nf - 2.0)).sqrt().max(pooled.relative * mean.abs());
+    let t_at = |p: f64| {
+        StudentsT::new(0.0, 1.0, n_eff - 2.0)
+            .map(|d| d.inverse_cdf(p))
+            .ok()
+    };
+    let t = t_at(level)?;
+    let slope_se = sd * (inflation / sxx).sqrt();
+    // Beyond doubt: a tenth of the error. A noisy level is tested on every tick, and a chance
+    // slope that passed would lower a right-sized count.
+    let sure = t_at(1.0 - (1.0 - level) / FALL_DOUBT)?;
+    if sd <= 0.0 || slope >= -sure * slope_se {
+        return None;
+    }
+    let last = nf - 1.0 - centre;
+    let latest = mean + slope * last;
+    let se = sd * (inflation * (1.0 / nf + last * last / sxx)).sqrt();
+    Some(Bound {
+        mean: latest,
+        margin: t * se,
+        n_eff,
+        sd,
+        falling: true,
+    })
+}
+
+/// How much less error than the bound's the slope test of [`falling_bound`] allows.
+const FALL_DOUBT: f64 = 10.0;
+
+/// The lower of the mean's bound and, when the sample falls with confidence and `lines` allows
+/// it, its line's.
+fn sample_bound(xs: &[f64], level: f64, pooled: Spread, lines: bool) -> Result<Bound, usize> {
+    let flat = upper_bound(xs, level, Some(pooled))?;
+    Ok(
+        match lines.then(|| falling_bound(xs, level, pooled)).flatten() {
+            Some(line) if line.upper() < flat.upper() => line,
+            _ => flat,
+        },
+    )
 }
 
 /// The distribution-free upper bound of the median: with `m = ⌊n_eff⌋` independent readings,
@@ -442,18 +530,22 @@ fn weigh(
     } else {
         level
     };
+    // A line leans on the history's spread more than a mean does (its residuals say little
+    // about a handful of readings): only once the history is whole, else a spread that was
+    // low by chance over its first readings lets a chance slope lower a right-sized count.
+    let lines = history.len() >= HISTORY;
     let judge = |bound: Bound| {
         let settle = settle(&bound, split, tolerance);
         let k = ceil_count(bound.upper()).max(settle.replicas);
         (bound, settle, k)
     };
-    let short = upper_bound(&history[history.len() - sample..], split, Some(noise))
+    let short = sample_bound(&history[history.len() - sample..], split, noise, lines)
         .map(judge)
         .map_err(|needed| (sample, needed));
     if history.len() <= sample {
         return short;
     }
-    let long = upper_bound(history, split, Some(noise)).map(judge).ok();
+    let long = sample_bound(history, split, noise, lines).map(judge).ok();
     match (short, long) {
         (Ok(s), Some(l)) if l.2 < s.2 => Ok(l),
         (Ok(s), _) => Ok(s),

@@ -196,6 +196,7 @@ fn a_count_settles_where_most_single_readings_stay_within_the_tolerance() {
         margin: 0.3,
         n_eff: 5.0,
         sd: 0.5,
+        falling: false,
     };
     // 4.8 + 1.645 × 0.5 = 5.62: above 5 × 1.1, within 6 × 1.1.
     let s = settle(&bound, 0.95, Tolerance::default());
@@ -352,4 +353,65 @@ fn a_value_target_remembers_its_ratio_not_the_count_it_was_read_at() {
     let (s, reasons) = confidence(&m, (r(1), r(2)), &[value(2.0)], &rule(0.95), tol, at(165));
     // Demand 0.74 at two pods, with no spread: one replica.
     assert_eq!(s, r(1), "{reasons:?}");
+}
+
+/// `n` readings falling from `from` by `step` each, with ±`wobble` alternating around the line.
+fn falling(from: f64, step: f64, wobble: f64, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| from - step * i as f64 + if i % 2 == 0 { wobble } else { -wobble })
+        .collect()
+}
+
+#[test]
+fn a_steady_fall_is_bounded_at_its_latest_level() {
+    // 4.0 down to 2.2 over ten readings: the mean (3.1) lags the latest level by half the fall.
+    let xs = falling(4.0, 0.2, 0.05, 10);
+    let quiet = Spread { relative: 0.02 };
+    let line = falling_bound(&xs, 0.99, quiet).expect("a fall with confidence");
+    assert!(line.falling);
+    assert!((line.mean - 2.2).abs() < 0.05, "{line:?}");
+    assert!(line.upper() < 2.6, "{line:?}");
+    let flat = upper_bound(&xs, 0.99, Some(quiet)).unwrap();
+    assert!(flat.upper() > 3.5, "the mean's bound lags: {flat:?}");
+    assert_eq!(sample_bound(&xs, 0.99, quiet, true).unwrap(), line);
+    assert_eq!(sample_bound(&xs, 0.99, quiet, false).unwrap(), flat);
+}
+
+#[test]
+fn noise_around_a_level_is_not_a_fall() {
+    let noise = history_noise(&NOISY).unwrap();
+    for n in 10..=NOISY.len() {
+        let xs = &NOISY[..n];
+        assert_eq!(falling_bound(xs, 0.98, noise), None, "{n} readings");
+    }
+    // Too few readings for a line.
+    let short = falling(4.0, 0.2, 0.0, 9);
+    assert_eq!(falling_bound(&short, 0.98, Spread { relative: 0.01 }), None);
+    // Rising readings never use it.
+    let rising: Vec<f64> = falling(4.0, 0.2, 0.05, 12).into_iter().rev().collect();
+    assert_eq!(
+        falling_bound(&rising, 0.98, Spread { relative: 0.01 }),
+        None
+    );
+}
+
+#[test]
+fn a_falling_bound_says_so() {
+    let xs: Vec<f64> = falling(4.0, 0.2, 0.05, 10);
+    let bound = falling_bound(&xs, 0.99, Spread { relative: 0.02 }).unwrap();
+    let reason = Reason::Confident {
+        metric: "rps".into(),
+        target: Target::AverageValue(100_000),
+        bound,
+        settle: None,
+        level: 0.99,
+        lower: true,
+        replicas: r(3),
+    };
+    let text = reason.to_string();
+    assert!(text.starts_with("rps 2"), "{text}");
+    assert!(
+        text.contains("(99 %, falling) vs 100/pod → bound 2."),
+        "{text}"
+    );
 }

@@ -443,6 +443,8 @@ fn fmt_confident(
     level: f64,
 ) -> fmt::Result {
     let pct = level * 100.0;
+    // A falling sample's level is its latest reading's on the fitted line.
+    let falling = if bound.falling { ", falling" } else { "" };
     match target {
         Target::AverageValue(t) => {
             let units = t as f64 / 1000.0;
@@ -452,13 +454,13 @@ fn fmt_confident(
             let d = digits.clamp(0, 3) as usize;
             write!(
                 f,
-                "{metric} {mean:.d$}±{margin:.d$} ({pct:.0} %) vs {}/pod",
+                "{metric} {mean:.d$}±{margin:.d$} ({pct:.0} %{falling}) vs {}/pod",
                 fmt_milli(t)
             )
         }
         _ => write!(
             f,
-            "{metric} demand {:.2}±{:.2} replicas ({pct:.0} %)",
+            "{metric} demand {:.2}±{:.2} replicas ({pct:.0} %{falling})",
             bound.mean, bound.margin
         ),
     }
