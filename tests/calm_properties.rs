@@ -170,6 +170,45 @@ proptest! {
         prop_assert!(first.is_some(), "no scale-down from {before} within {bound} ticks of a drop to {low:.2}");
     }
 
+    /// A steady fall of 40 % or more over five minutes (an evening's decline, not a step)
+    /// lowers the count before the fall ends: a sample spread along a falling line is bounded
+    /// at its latest level, not at its lagging mean.
+    #[test]
+    fn a_steady_fall_lowers_the_count_before_it_ends(
+        m in 6.0f64..40.0, drop in 0.4f64..0.7, amplitude in 0.05f64..0.15, shape in shape(),
+        seed in any::<u64>(),
+    ) {
+        let mut e = Evaluator::new(calm_policy(0.98, 180, None));
+        let mut noise = Noise(seed);
+        let mut current = Replicas(m.ceil() as i32);
+        let mut tick = 0;
+        for _ in 0..40 {
+            let d = evaluate(&mut e, current, m * (1.0 + noise.sample(shape, amplitude)), tick);
+            if d.apply {
+                e.record_scale(current, d.desired, Time::from_secs(1_000 + tick * TICK));
+                current = d.desired;
+            }
+            tick += 1;
+        }
+        let before = current;
+        let fall_ticks = 20;
+        let mut lowered = false;
+        for i in 1..=fall_ticks {
+            let level = m * (1.0 - drop * f64::from(i) / f64::from(fall_ticks));
+            let d = evaluate(&mut e, current, level * (1.0 + noise.sample(shape, amplitude)), tick);
+            if d.desired < d.current {
+                lowered = true;
+                break;
+            }
+            if d.apply {
+                e.record_scale(current, d.desired, Time::from_secs(1_000 + tick * TICK));
+                current = d.desired;
+            }
+            tick += 1;
+        }
+        prop_assert!(lowered, "{before} held through a fall from {m:.2} to {:.2}", m * (1.0 - drop));
+    }
+
     /// Whatever the readings, the applied scale events of any window change direction at most
     /// `count` times.
     #[test]
