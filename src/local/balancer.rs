@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,11 +116,13 @@ impl Metrics {
 #[derive(Debug)]
 pub struct Balancer {
     strategy: Strategy,
-    backends: watch::Receiver<Vec<Backend>>,
     next: AtomicUsize,
     /// Per-backend state by id, made on first use, so the request path does no lookups by
     /// label and no string formatting.
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// The slots of the pool as last published, with the receiver that tells when it changes:
+    /// a request takes one reference count, not a map lookup per backend.
+    current: Mutex<Current>,
     client: Client<HttpConnector, Full<Bytes>>,
     metrics: Metrics,
 }
@@ -135,6 +137,9 @@ struct Slot {
     in_flight_gauge: Gauge,
     /// Until when it is skipped after refusing a connection.
     ejected_until: Mutex<Option<Instant>>,
+    /// Set while `ejected_until` may be in the future: a request checks this, and reads the
+    /// clock and the lock only when it is set.
+    ejected: AtomicBool,
     /// Request counters by outcome, in the order of [`OUTCOMES`].
     outcomes: [Counter; 6],
 }
@@ -144,14 +149,18 @@ const OUTCOMES: [&str; 6] = ["2xx", "3xx", "4xx", "5xx", "refused", "error"];
 
 impl Slot {
     fn is_ejected(&self, now: Instant) -> bool {
-        self.ejected_until
-            .lock()
-            .expect("ejection poisoned")
-            .is_some_and(|until| until > now)
+        let mut until = self.ejected_until.lock().expect("ejection poisoned");
+        if until.is_some_and(|until| until > now) {
+            return true;
+        }
+        *until = None;
+        self.ejected.store(false, Ordering::Relaxed);
+        false
     }
 
     fn eject(&self, now: Instant) {
         *self.ejected_until.lock().expect("ejection poisoned") = Some(now + EJECTION);
+        self.ejected.store(true, Ordering::Relaxed);
     }
 
     fn count(&self, outcome: &'static str) {
@@ -159,6 +168,13 @@ impl Slot {
             self.outcomes[i].inc();
         }
     }
+}
+
+/// The slots of the pool as last published.
+#[derive(Debug)]
+struct Current {
+    backends: watch::Receiver<Vec<Backend>>,
+    slots: Arc<[Arc<Slot>]>,
 }
 
 /// Why a pick found nothing.
@@ -174,18 +190,36 @@ impl Balancer {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Arc::new(Self {
+        let mut backends = backends;
+        let first = backends.borrow_and_update().clone();
+        let balancer = Self {
             strategy,
-            backends,
             next: AtomicUsize::new(0),
             slots: Mutex::new(HashMap::new()),
+            current: Mutex::new(Current {
+                backends,
+                slots: Arc::from(Vec::new()),
+            }),
             client,
             metrics: Metrics::new(),
-        })
+        };
+        let slots = balancer.slots_of(&first);
+        balancer.current.lock().expect("current poisoned").slots = slots;
+        Arc::new(balancer)
+    }
+
+    /// The slots of the pool as published now; remade only when the pool published a change.
+    fn current_slots(&self) -> Arc<[Arc<Slot>]> {
+        let mut current = self.current.lock().expect("current poisoned");
+        if current.backends.has_changed().unwrap_or(false) {
+            let backends = current.backends.borrow_and_update().clone();
+            current.slots = self.slots_of(&backends);
+        }
+        current.slots.clone()
     }
 
     /// The slots of `backends`, made on first sight.
-    fn slots_of(&self, backends: &[Backend]) -> Vec<Arc<Slot>> {
+    fn slots_of(&self, backends: &[Backend]) -> Arc<[Arc<Slot>]> {
         let mut slots = self.slots.lock().expect("slot map poisoned");
         backends
             .iter()
@@ -223,6 +257,7 @@ impl Balancer {
                 })
                 .clone(),
             ejected_until: Mutex::new(None),
+            ejected: AtomicBool::new(false),
             outcomes: OUTCOMES.map(counter),
         }
     }
@@ -234,40 +269,47 @@ impl Balancer {
     }
 
     fn pick_slot(&self, client: IpAddr, exclude: Option<&str>) -> Result<Arc<Slot>, NoBackend> {
-        let all = self.slots_of(&self.backends.borrow());
-        let now = clock::now();
-        let usable = all
+        let slots = self.current_slots();
+        // The clock only when some backend was ejected: the common request reads no time.
+        let now = slots
             .iter()
-            .filter(|s| Some(s.backend.id.as_str()) != exclude);
-        let healthy: Vec<&Arc<Slot>> = usable.clone().filter(|s| !s.is_ejected(now)).collect();
-        let candidates = if healthy.is_empty() {
-            usable.collect()
-        } else {
-            healthy
+            .any(|s| s.ejected.load(Ordering::Relaxed))
+            .then(clock::now);
+        let usable = |s: &Slot| Some(s.backend.id.as_str()) != exclude;
+        let healthy = |s: &Slot| usable(s) && now.is_none_or(|now| !s.is_ejected(now));
+        let chosen = match slots.iter().filter(|s| healthy(s)).count() {
+            0 => match slots.iter().filter(|s| usable(s)).count() {
+                0 => return Err(NoBackend),
+                n => self.choose(&slots, n, client, &usable),
+            },
+            n => self.choose(&slots, n, client, &healthy),
         };
-        if candidates.is_empty() {
-            return Err(NoBackend);
-        }
+        Ok(chosen.clone())
+    }
+
+    /// One of the `n` slots that `keep` accepts, by the strategy.
+    fn choose<'s>(
+        &self,
+        slots: &'s [Arc<Slot>],
+        n: usize,
+        client: IpAddr,
+        keep: &dyn Fn(&Slot) -> bool,
+    ) -> &'s Arc<Slot> {
+        let mut kept = slots.iter().filter(|s| keep(s));
         let chosen = match self.strategy {
-            Strategy::RoundRobin => {
-                candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()]
-            }
+            Strategy::RoundRobin => kept.nth(self.next.fetch_add(1, Ordering::Relaxed) % n),
             Strategy::LeastConnections => {
                 // Start the scan at a rotating offset so ties spread instead of piling onto the first.
                 let offset = self.next.fetch_add(1, Ordering::Relaxed);
-                let n = candidates.len();
-                (0..n)
-                    .map(|i| candidates[(offset + i) % n])
+                let len = slots.len();
+                (0..len)
+                    .map(|i| &slots[(offset + i) % len])
+                    .filter(|s| keep(s))
                     .min_by_key(|s| s.in_flight.load(Ordering::Relaxed))
-                    .expect("candidates is not empty")
             }
-            Strategy::IpHash => candidates
-                .iter()
-                .copied()
-                .max_by_key(|s| rendezvous(client, &s.backend.id))
-                .expect("candidates is not empty"),
+            Strategy::IpHash => kept.max_by_key(|s| rendezvous(client, &s.backend.id)),
         };
-        Ok(chosen.clone())
+        chosen.expect("n > 0 slots are kept")
     }
 
     /// The balancer's metrics in the classic text format.
