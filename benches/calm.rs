@@ -13,6 +13,10 @@
 //! `cargo bench --bench calm` prints the tables; `-- --chart DIR` also draws
 //! `DIR/calm-scale-down.svg` (the figure in docs/spec/scaling-policy.md).
 
+#[path = "support/noise.rs"]
+mod noise;
+
+use noise::Noise;
 use std::path::PathBuf;
 
 use tidescale::engine::{
@@ -35,19 +39,6 @@ const NOISE: f64 = 0.25;
 const DROP_AT_S: i64 = 600;
 /// Runs per policy (seeds 1..=RUNS); the tables give the mean and the worst.
 const RUNS: u64 = 200;
-
-/// A deterministic generator (SplitMix64): the same seed gives every policy the same trace.
-struct Noise(u64);
-
-impl Noise {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// The request rate of each tick of a trace.
 fn trace(seed: u64, drop: bool) -> Vec<f64> {
