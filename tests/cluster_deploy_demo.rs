@@ -379,15 +379,20 @@ async fn adapter_metrics_need_rbac(c: &Cluster, ns: &str) {
     }
 }
 
+/// Renders the kustomization in `dir` into namespace `ns` and applies it server-side.
+async fn apply_variant(c: &Cluster, dir: &str, ns: &str) {
+    let yaml = kustomize_into(dir, ns).await;
+    let (ok, out, err) = c
+        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&yaml))
+        .await;
+    assert!(ok, "{dir} does not apply: {err}{out}");
+}
+
 /// The blue-green and canary variants apply, and the switch and rollback of their READMEs
 /// work on the real API server.
 async fn release_patterns_switch_and_roll_back(c: &Cluster) {
     let ns = format!("deploy-bg-{}", std::process::id());
-    let yaml = kustomize_into("deploy/demo/blue-green", &ns).await;
-    let (ok, out, err) = c
-        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&yaml))
-        .await;
-    assert!(ok, "blue-green does not apply: {err}{out}");
+    apply_variant(c, "deploy/demo/blue-green", &ns).await;
     wait_ready(c, &ns, "demo-service-green", 3).await;
     let selector = |colour: &str| {
         format!(
@@ -428,11 +433,7 @@ async fn release_patterns_switch_and_roll_back(c: &Cluster) {
 /// its replicas, and the rollback to none.
 async fn canary_weights_by_replicas(c: &Cluster) {
     let ns = format!("deploy-canary-{}", std::process::id());
-    let yaml = kustomize_into("deploy/demo/canary", &ns).await;
-    let (ok, out, err) = c
-        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&yaml))
-        .await;
-    assert!(ok, "canary does not apply: {err}{out}");
+    apply_variant(c, "deploy/demo/canary", &ns).await;
     wait_ready(c, &ns, "demo-service-stable", 3).await;
     wait_ready(c, &ns, "demo-service-canary", 1).await;
     c.kubectl_ok(&[
