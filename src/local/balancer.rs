@@ -16,13 +16,10 @@ use crate::clock::{self, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -123,7 +120,6 @@ pub struct Balancer {
     /// The slots of the pool as last published, with the receiver that tells when it changes:
     /// a request takes one reference count, not a map lookup per backend.
     current: Mutex<Current>,
-    client: Client<HttpConnector, Full<Bytes>>,
     metrics: Metrics,
 }
 
@@ -131,8 +127,10 @@ pub struct Balancer {
 #[derive(Debug)]
 struct Slot {
     backend: Backend,
-    /// `host:port`, for the upstream URI.
-    authority: Authority,
+    /// `host:port`, the `Host` header of the requests sent to it.
+    host: HeaderValue,
+    /// Its kept-alive connections.
+    upstream: Arc<upstream::Upstream>,
     in_flight: AtomicUsize,
     in_flight_gauge: Gauge,
     /// Until when it is skipped after refusing a connection.
@@ -184,12 +182,6 @@ pub struct NoBackend;
 impl Balancer {
     /// A balancer over the backends published on `backends`.
     pub fn new(strategy: Strategy, backends: watch::Receiver<Vec<Backend>>) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         let mut backends = backends;
         let first = backends.borrow_and_update().clone();
         let balancer = Self {
@@ -200,7 +192,6 @@ impl Balancer {
                 backends,
                 slots: Arc::from(Vec::new()),
             }),
-            client,
             metrics: Metrics::new(),
         };
         let slots = balancer.slots_of(&first);
@@ -246,8 +237,9 @@ impl Balancer {
         };
         Slot {
             backend: b.clone(),
-            authority: Authority::try_from(b.addr.to_string())
-                .expect("a socket address is a valid authority"),
+            host: HeaderValue::try_from(b.addr.to_string())
+                .expect("a socket address is a valid header value"),
+            upstream: upstream::Upstream::new(b.addr),
             in_flight: AtomicUsize::new(0),
             in_flight_gauge: self
                 .metrics
@@ -326,18 +318,14 @@ impl Balancer {
         parts: &RequestParts,
         body: Bytes,
     ) -> Result<Response, Failure> {
-        let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(slot.authority.clone())
-            .path_and_query(parts.path_and_query.clone())
-            .build()
-            .map_err(|e| Failure::Other(e.to_string()))?;
         let mut req = hyper::Request::new(Full::new(body));
         *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = uri;
-        *req.headers_mut() = parts.headers.clone();
+        *req.uri_mut() = Uri::from(parts.path_and_query.clone());
+        let headers = req.headers_mut();
+        *headers = parts.headers.clone();
+        headers.insert(header::HOST, slot.host.clone());
         let guard = InFlight::enter(slot);
-        let result = self.client.request(req).await;
+        let result = slot.upstream.send(req).await;
         drop(guard);
         match result {
             Ok(resp) => {
@@ -345,8 +333,8 @@ impl Balancer {
                 strip_hop_by_hop(&mut parts.headers);
                 Ok(Response::from_parts(parts, Body::new(body)))
             }
-            Err(e) if e.is_connect() => Err(Failure::Refused(e.to_string())),
-            Err(e) => Err(Failure::Other(e.to_string())),
+            Err(upstream::SendError::Refused(e)) => Err(Failure::Refused(e)),
+            Err(upstream::SendError::Failed(e)) => Err(Failure::Other(e)),
         }
     }
 }
@@ -570,3 +558,4 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests;
+mod upstream;
