@@ -13,9 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{self, Instant};
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -446,11 +445,8 @@ fn forwarded_request(parts: http::request::Parts, peer: SocketAddr) -> RequestPa
     }
 }
 
-async fn proxy(
-    State(balancer): State<Arc<Balancer>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
+/// Proxies one request from `peer` to a backend.
+async fn proxy(balancer: &Balancer, peer: SocketAddr, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
@@ -523,7 +519,8 @@ async fn proxy(
     }
 }
 
-async fn own_metrics(State(balancer): State<Arc<Balancer>>) -> Response {
+/// The balancer's own metrics, as served on its `/metrics`.
+fn own_metrics(balancer: &Balancer) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -534,28 +531,17 @@ async fn own_metrics(State(balancer): State<Arc<Balancer>>) -> Response {
         .into_response()
 }
 
-/// The balancer's HTTP surface: its own `/metrics`, everything else proxied.
-pub fn router(balancer: Arc<Balancer>) -> Router {
-    Router::new()
-        .route("/metrics", axum::routing::get(own_metrics))
-        .fallback(proxy)
-        .with_state(balancer)
+/// The balancer's HTTP surface: its own `GET /metrics`, everything else proxied.
+async fn handle(balancer: &Balancer, peer: SocketAddr, req: Request) -> Response {
+    if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        return own_metrics(balancer);
+    }
+    proxy(balancer, peer, req).await
 }
 
-/// Serves the balancer on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    balancer: Arc<Balancer>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(balancer).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
+pub use server::serve;
 
+mod server;
 #[cfg(test)]
 mod tests;
 mod upstream;

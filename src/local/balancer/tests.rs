@@ -267,3 +267,37 @@ async fn refused_idempotent_requests_are_retried_once_elsewhere() {
     let r = c.get(format!("{url}/x")).send().await.unwrap();
     assert_eq!(r.status(), 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_request_under_way_finish_and_stops_accepting() {
+    let slow = backend_server(Duration::from_millis(300), "slow").await;
+    let (_tx, rx) = watch::channel(vec![Backend {
+        id: "slow".into(),
+        addr: slow,
+    }]);
+    let b = Balancer::new(Strategy::RoundRobin, rx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, b, async {
+        let _ = stopped.await;
+    }));
+    let under_way = tokio::spawn(client().get(format!("http://{addr}/x")).send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let resp = under_way
+        .await
+        .unwrap()
+        .expect("the request under way is answered");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().starts_with("slow "));
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns once the request under way finished")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}
