@@ -18,9 +18,12 @@ use super::{Balancer, handle};
 
 /// How long a failed accept (out of file descriptors, say) waits before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long the requests under way at shutdown may take to finish: as long as a replica's
+/// own shutdown grace.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves the balancer on `listener` until `shutdown` resolves, then lets the requests under
-/// way finish.
+/// way finish (for at most [`DRAIN`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     balancer: Arc<Balancer>,
@@ -58,6 +61,11 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("balancer: requests still under way after {DRAIN:?}; closing");
+    }
     Ok(())
 }
