@@ -98,6 +98,40 @@ proptest! {
         );
     }
 
+    /// The demo's own readings: a rate over 3 s read every second is a moving average of three
+    /// independent counts, so successive readings are strongly autocorrelated and ten of them
+    /// often lie along a line by chance. Noise like that still lowers a right-sized count no
+    /// more often than the confidence allows.
+    #[test]
+    fn smoothed_noise_read_every_second_lowers_the_count_rarely(
+        m in 1.5f64..20.0, amplitude in 0.1f64..0.4, shape in shape(),
+        level in prop_oneof![Just(0.95), Just(0.98)],
+        seed in any::<u64>(),
+    ) {
+        let current = Replicas(m.ceil() as i32);
+        let mut e = Evaluator::new(calm_policy(level, 10, None));
+        let mut noise = Noise(seed);
+        let mut recent = [0.0f64; 3];
+        let ticks: i32 = 4_800;
+        let mut downs = 0;
+        for tick in 0..ticks {
+            recent[tick as usize % 3] = noise.sample(shape, amplitude);
+            let demand = m * (1.0 + recent.iter().sum::<f64>() / 3.0);
+            let d = e.evaluate(&observe(current, demand), Time::from_secs(1_000 + i64::from(tick)));
+            if d.desired < current {
+                downs += 1;
+            }
+        }
+        let rate = f64::from(downs) / f64::from(ticks);
+        let alpha = 1.0 - level;
+        // Ten readings a window, counted as one observation.
+        let allowance = 3.0 * (alpha * 10.0 / f64::from(ticks)).sqrt();
+        prop_assert!(
+            rate <= alpha + allowance,
+            "{downs} of {ticks} decisions lowered {current} (allowed {:.4})", alpha + allowance
+        );
+    }
+
     /// After a drop of 40 % or more in the mean demand, a scale-down comes within two sample
     /// windows (the first one fills with readings of the new level). The noise stays below
     /// the drop: with ±40 % noise after a 40 % drop, single readings at the lower count would
