@@ -23,7 +23,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves the balancer on `listener` until `shutdown` resolves, then lets the requests under
-/// way finish (for at most [`DRAIN`]).
+/// way finish (for at most ten seconds).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     balancer: Arc<Balancer>,
