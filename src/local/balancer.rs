@@ -16,9 +16,8 @@ use crate::clock::{self, Instant};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::Full;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -317,14 +316,15 @@ impl Balancer {
         parts: &RequestParts,
         body: Bytes,
     ) -> Result<Response, Failure> {
-        let mut req = hyper::Request::new(Full::new(body));
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = Uri::from(parts.path_and_query.clone());
-        let headers = req.headers_mut();
-        *headers = parts.headers.clone();
-        headers.insert(header::HOST, slot.host.clone());
+        let req = upstream::Outgoing {
+            method: &parts.method,
+            path: &parts.path_and_query,
+            host: &slot.host,
+            headers: &parts.headers,
+            body,
+        };
         let guard = InFlight::enter(slot);
-        let result = slot.upstream.send(req).await;
+        let result = slot.upstream.send(&req).await;
         drop(guard);
         match result {
             Ok(resp) => {

@@ -1,25 +1,39 @@
-//! Keep-alive HTTP/1 connections from the balancer to one backend: an idle list per backend, a connection back on it once its response body has been read.
+//! Keep-alive HTTP/1 connections from the balancer to one backend, written and read inside the proxied request's own task: an idle list per backend, a connection back on it once its response body has been read.
 //!
-//! The general-purpose pooled client looks its pool up by scheme and authority on every
-//! request and spawns a task per response to put the connection back; a balancer knows its
-//! backend before it sends and can hand the connection back from the response body itself.
+//! A general HTTP client drives each connection from a task of its own and hands requests,
+//! responses and body chunks across channels: four task wake-ups per proxied request on top
+//! of the socket's. A proxy answering one request at a time per connection needs none of
+//! that, so the request's task writes the request and parses the response head itself, and
+//! the response body reads the rest straight off the socket as the client takes it.
 
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use http_body_util::Full;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+mod body;
+
+pub(super) use body::Returning;
+use body::{Chunk, Framing};
 
 /// Connections kept idle per backend; more are closed when their response ends.
 const MAX_IDLE: usize = 256;
 /// How long a new connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The largest response head accepted, and its most header fields.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// Free space kept in a connection's read buffer before each read.
+const READ_SPACE: usize = 8 * 1024;
+/// Request bodies up to this size go out in the same write as the head.
+const INLINE_BODY: usize = 16 * 1024;
 
 /// Why a request did not get a response.
 #[derive(Debug)]
@@ -30,13 +44,48 @@ pub(super) enum SendError {
     Failed(String),
 }
 
-type Sender = SendRequest<Full<Bytes>>;
+/// The request to send: the client's, already stripped of hop-by-hop fields.
+#[derive(Debug)]
+pub(super) struct Outgoing<'a> {
+    pub method: &'a Method,
+    pub path: &'a PathAndQuery,
+    /// The backend's `host:port`.
+    pub host: &'a HeaderValue,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
 
 /// The idle connections to one backend.
 #[derive(Debug)]
 pub(super) struct Upstream {
     addr: SocketAddr,
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// One connection and the bytes read from it that no response has taken yet.
+#[derive(Debug)]
+pub(super) struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    /// The request head being written (kept for its capacity).
+    out: Vec<u8>,
+}
+
+/// A response head, with how its body is delimited and whether the connection stays open.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    reusable: bool,
+}
+
+/// How an exchange on a connection failed.
+enum Exchange {
+    /// The connection was closed or reset before any byte of a response came back; `written`
+    /// says whether the request had been handed to the socket.
+    Closed { written: bool, cause: String },
+    /// Anything else: a malformed response, or a close in the middle of one.
+    Failed(String),
 }
 
 impl Upstream {
@@ -48,221 +97,264 @@ impl Upstream {
         })
     }
 
-    /// Sends `req` on an idle connection, or on a new one; a request that an idle connection
-    /// closed before writing it goes out again on another.
+    /// Sends `req` on an idle connection, or on a new one. A kept-alive connection that the
+    /// backend closed as it was picked sends the request again on another one: always when
+    /// the request never reached the socket, and for idempotent methods when it did.
     pub async fn send(
         self: &Arc<Self>,
-        mut req: hyper::Request<Full<Bytes>>,
+        req: &Outgoing<'_>,
     ) -> Result<hyper::Response<Returning>, SendError> {
         loop {
-            let (mut sender, reused) = match self.take_idle().await {
-                Some(sender) => (sender, true),
+            let (mut conn, reused) = match self.take_idle() {
+                Some(conn) => (conn, true),
                 None => (self.connect().await?, false),
             };
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let home = Some((sender, self.clone()));
-                    return Ok(resp.map(|body| Returning { body, home }));
+            match conn.exchange(req).await {
+                Ok(head) => {
+                    let body = Returning::new(conn, self.clone(), head.framing, head.reusable);
+                    let mut resp = hyper::Response::new(body);
+                    *resp.status_mut() = head.status;
+                    *resp.headers_mut() = head.headers;
+                    return Ok(resp);
                 }
-                Err(mut e) => match e.take_message() {
-                    // The server closed a kept-alive connection as we picked it: never sent.
-                    Some(back) if reused => req = back,
-                    _ => return Err(SendError::Failed(e.into_error().to_string())),
-                },
+                Err(Exchange::Closed { written, .. })
+                    if reused && (!written || super::is_idempotent(req.method)) => {}
+                Err(Exchange::Closed { cause, .. } | Exchange::Failed(cause)) => {
+                    return Err(SendError::Failed(format!("{}: {cause}", self.addr)));
+                }
             }
         }
     }
 
-    /// The most recently used idle connection that is still open.
-    async fn take_idle(&self) -> Option<Sender> {
+    /// The most recently used idle connection that the backend has not closed.
+    fn take_idle(&self) -> Option<Conn> {
         loop {
-            let mut sender = self.idle.lock().expect("idle list poisoned").pop()?;
-            // A connection put back at the end of its body may still be finishing that
-            // response; it is ready within the same turn of its connection task.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            let conn = self.idle.lock().expect("idle list poisoned").pop()?;
+            if conn.is_quiet() {
+                return Some(conn);
             }
         }
     }
 
-    async fn connect(&self) -> Result<Sender, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         let refused = |e: String| SendError::Refused(format!("{}: {e}", self.addr));
-        let stream =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
-                .await
-                .map_err(|_| refused("connect timed out".into()))?
-                .map_err(|e| refused(e.to_string()))?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| refused("connect timed out".into()))?
+            .map_err(|e| refused(e.to_string()))?;
         stream
             .set_nodelay(true)
             .map_err(|e| refused(e.to_string()))?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| refused(e.to_string()))?;
-        // The connection runs until the backend or the last sender closes it; its errors
-        // reach the request that was under way.
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(READ_SPACE),
+            out: Vec::with_capacity(512),
+        })
     }
 
-    fn put_back(&self, sender: Sender) {
+    fn put_back(&self, conn: Conn) {
         let mut idle = self.idle.lock().expect("idle list poisoned");
-        if idle.len() < MAX_IDLE && !sender.is_closed() {
-            idle.push(sender);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
         }
     }
 }
 
-/// A response body that puts its connection back on the idle list once it has been read to
-/// the end (a body dropped before its end closes the connection: its rest was never read).
-#[derive(Debug)]
-pub(super) struct Returning {
-    body: Incoming,
-    home: Option<(Sender, Arc<Upstream>)>,
-}
+impl Conn {
+    /// Whether nothing has arrived on this idle connection: on an idle connection anything
+    /// readable is the backend's close (or bytes no request asked for), so it is not reused.
+    fn is_quiet(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
+    }
 
-impl Returning {
-    fn give_back(&mut self) {
-        if let Some((sender, upstream)) = self.home.take() {
-            upstream.put_back(sender);
+    /// Reads what the socket has into the buffer; `Ok(0)` is the backend's close.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buf.reserve(READ_SPACE);
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Writes `req` and reads the response head; the body stays on the connection.
+    async fn exchange(&mut self, req: &Outgoing<'_>) -> Result<Head, Exchange> {
+        let closed = |written: bool| {
+            move |e: io::Error| Exchange::Closed {
+                written,
+                cause: e.to_string(),
+            }
+        };
+        encode_head(&mut self.out, req);
+        let inline = req.body.len() <= INLINE_BODY;
+        if inline {
+            self.out.extend_from_slice(&req.body);
+        }
+        self.stream
+            .write_all(&self.out)
+            .await
+            .map_err(closed(false))?;
+        if !inline {
+            self.stream
+                .write_all(&req.body)
+                .await
+                .map_err(closed(true))?;
+        }
+        loop {
+            if let Some(head) = self.parse_head(req.method)? {
+                return Ok(head);
+            }
+            let n = std::future::poll_fn(|cx| self.poll_fill(cx))
+                .await
+                .map_err(|e| match self.buf.is_empty() {
+                    true => closed(true)(e),
+                    false => Exchange::Failed(e.to_string()),
+                })?;
+            if n == 0 {
+                let cause = "the backend closed the connection".to_string();
+                return Err(match self.buf.is_empty() {
+                    true => Exchange::Closed {
+                        written: true,
+                        cause,
+                    },
+                    false => Exchange::Failed(format!("{cause} in a response head")),
+                });
+            }
+        }
+    }
+
+    /// The response head at the front of the buffer once it is complete (interim 1xx
+    /// responses skipped), with its body's framing and whether the connection stays open.
+    fn parse_head(&mut self, method: &Method) -> Result<Option<Head>, Exchange> {
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut fields);
+            let len = match parsed.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if self.buf.len() > MAX_HEAD => {
+                    return Err(Exchange::Failed("response head too large".into()));
+                }
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(Exchange::Failed(format!("bad response head: {e}"))),
+            };
+            let code = parsed.code.unwrap_or_default();
+            let status = StatusCode::from_u16(code)
+                .map_err(|_| Exchange::Failed(format!("bad status {code}")))?;
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(Exchange::Failed("protocol upgrades are not proxied".into()));
+            }
+            let http10 = parsed.version == Some(0);
+            let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+            for field in parsed.headers.iter() {
+                let name = HeaderName::from_bytes(field.name.as_bytes());
+                let value = HeaderValue::from_bytes(field.value);
+                let (Ok(name), Ok(value)) = (name, value) else {
+                    return Err(Exchange::Failed(format!("bad header {:?}", field.name)));
+                };
+                headers.append(name, value);
+            }
+            self.buf.advance(len);
+            if status.is_informational() {
+                continue;
+            }
+            let framing = framing(method, status, &headers).map_err(Exchange::Failed)?;
+            let reusable = framing != Framing::Close && keeps_alive(http10, &headers);
+            return Ok(Some(Head {
+                status,
+                headers,
+                framing,
+                reusable,
+            }));
         }
     }
 }
 
-impl Body for Returning {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.give_back(),
-            Poll::Ready(Some(Err(_))) => self.home = None,
-            _ => {}
+/// Writes the request line and header fields of `req` into `out`.
+fn encode_head(out: &mut Vec<u8>, req: &Outgoing<'_>) {
+    out.clear();
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.path.as_str().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(req.host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in req.headers {
+        // The body was read whole, so its length is known and nothing waits for a 100.
+        if matches!(
+            *name,
+            header::HOST | header::CONTENT_LENGTH | header::EXPECT
+        ) {
+            continue;
         }
-        polled
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+    let carries_body = matches!(*req.method, Method::POST | Method::PUT | Method::PATCH);
+    if carries_body || !req.body.is_empty() {
+        let _ = write!(out, "content-length: {}\r\n", req.body.len());
     }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
+    out.extend_from_slice(b"\r\n");
 }
 
-impl Drop for Returning {
-    fn drop(&mut self) {
-        if self.body.is_end_stream() {
-            self.give_back();
+/// How the body after a response head is delimited (RFC 9112 §6.3).
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, String> {
+    if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Length(0));
+    }
+    if let Some(te) = headers.get_all(header::TRANSFER_ENCODING).iter().next_back() {
+        let last = te
+            .as_bytes()
+            .rsplit(|&b| b == b',')
+            .next()
+            .unwrap_or_default();
+        return Ok(match last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            true => Framing::Chunked(Chunk::Size),
+            false => Framing::Close,
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let n = std::str::from_utf8(value.as_bytes())
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("bad content-length {value:?}"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err("conflicting content-length values".into());
         }
+        length = Some(n);
+    }
+    Ok(length.map_or(Framing::Close, Framing::Length))
+}
+
+/// Whether the backend keeps the connection open after this response.
+fn keeps_alive(http10: bool, headers: &HeaderMap) -> bool {
+    let has = |token: &str| {
+        headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    match http10 {
+        true => has("keep-alive"),
+        false => !has("close"),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A backend on loopback that answers `hello` and counts the connections it accepted;
-    /// with `close_after_one`, it closes each connection after its first response.
-    async fn backend(close_after_one: bool) -> (SocketAddr, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from("hello"))))
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .keep_alive(!close_after_one)
-                        .serve_connection(TokioIo::new(stream), service),
-                );
-            }
-        });
-        (addr, accepted)
-    }
-
-    fn get() -> hyper::Request<Full<Bytes>> {
-        let mut req = hyper::Request::new(Full::new(Bytes::new()));
-        *req.uri_mut() = "/".parse().unwrap();
-        req.headers_mut()
-            .insert(hyper::header::HOST, "backend".parse().unwrap());
-        req
-    }
-
-    async fn body_of(resp: hyper::Response<Returning>) -> Bytes {
-        resp.into_body().collect().await.unwrap().to_bytes()
-    }
-
-    #[tokio::test]
-    async fn a_read_response_puts_its_connection_back() {
-        let (addr, accepted) = backend(false).await;
-        let up = Upstream::new(addr);
-        for _ in 0..20 {
-            let resp = up.send(get()).await.unwrap();
-            assert_eq!(body_of(resp).await, "hello");
-        }
-        assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "one kept-alive connection"
-        );
-        // Two at once need two connections; both go back.
-        let (a, b) = tokio::join!(up.send(get()), up.send(get()));
-        let (a, b) = (a.unwrap(), b.unwrap());
-        assert_eq!(
-            (body_of(a).await, body_of(b).await),
-            ("hello".into(), "hello".into())
-        );
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        assert_eq!(up.idle.lock().unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_body_dropped_unread_closes_its_connection() {
-        let (addr, accepted) = backend(false).await;
-        let up = Upstream::new(addr);
-        let resp = up.send(get()).await.unwrap();
-        // Five bytes announced, none read: the connection is not reusable.
-        assert!(!resp.body().is_end_stream());
-        drop(resp);
-        assert!(up.idle.lock().unwrap().is_empty());
-        assert_eq!(body_of(up.send(get()).await.unwrap()).await, "hello");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn a_backend_that_closes_its_connections_still_answers_every_request() {
-        let (addr, accepted) = backend(true).await;
-        let up = Upstream::new(addr);
-        for _ in 0..5 {
-            assert_eq!(body_of(up.send(get()).await.unwrap()).await, "hello");
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 5);
-    }
-
-    #[tokio::test]
-    async fn nobody_listening_is_refused() {
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
-        let up = Upstream::new(addr);
-        match up.send(get()).await {
-            Err(SendError::Refused(e)) => assert!(e.contains(&addr.to_string()), "{e}"),
-            other => panic!("{other:?}"),
-        }
-    }
-}
+mod tests;
