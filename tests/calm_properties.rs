@@ -58,6 +58,31 @@ fn evaluate(e: &mut Evaluator, current: Replicas, demand: f64, tick: i64) -> Dec
     )
 }
 
+/// One tick of a scaler at `demand`: evaluates, applies the decision (recording the scale as
+/// the loop would) and moves on to the next tick.
+fn step(e: &mut Evaluator, current: &mut Replicas, demand: f64, tick: &mut i64) -> Decision {
+    let d = evaluate(e, *current, demand, *tick);
+    if d.apply {
+        e.record_scale(*current, d.desired, Time::from_secs(1_000 + *tick * TICK));
+        *current = d.desired;
+    }
+    *tick += 1;
+    d
+}
+
+/// Ten minutes (40 ticks) at the level `m` with noise, applying decisions.
+fn settle(
+    e: &mut Evaluator,
+    current: &mut Replicas,
+    m: f64,
+    mut noisy: impl FnMut() -> f64,
+    tick: &mut i64,
+) {
+    for _ in 0..40 {
+        step(e, current, m * (1.0 + noisy()), tick);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
@@ -146,30 +171,17 @@ proptest! {
         let mut noise = Noise(seed);
         let mut current = Replicas(m.ceil() as i32);
         let mut tick = 0;
-        // Ten minutes at the old level, applying decisions.
-        for _ in 0..40 {
-            let d = evaluate(&mut e, current, m * (1.0 + noise.sample(shape, amplitude)), tick);
-            if d.apply {
-                e.record_scale(current, d.desired, Time::from_secs(1_000 + tick * TICK));
-                current = d.desired;
-            }
-            tick += 1;
-        }
+        settle(&mut e, &mut current, m, || noise.sample(shape, amplitude), &mut tick);
         let before = current;
         let low = m * (1.0 - drop);
         let bound = 2 * i64::from(window) / TICK;
         let mut first = None;
         for after in 0..bound {
-            let d = evaluate(&mut e, current, low * (1.0 + noise.sample(shape, amplitude)), tick);
+            let d = step(&mut e, &mut current, low * (1.0 + noise.sample(shape, amplitude)), &mut tick);
             if d.desired < d.current {
                 first = Some(after);
                 break;
             }
-            if d.apply {
-                e.record_scale(current, d.desired, Time::from_secs(1_000 + tick * TICK));
-                current = d.desired;
-            }
-            tick += 1;
         }
         prop_assert!(first.is_some(), "no scale-down from {before} within {bound} ticks of a drop to {low:.2}");
     }
@@ -187,30 +199,18 @@ proptest! {
         let mut noise = Noise(seed);
         let mut current = Replicas(m.ceil() as i32);
         let mut tick = 0;
-        for _ in 0..40 {
-            let d = evaluate(&mut e, current, m * (1.0 + noise.sample(shape, amplitude)), tick);
-            if d.apply {
-                e.record_scale(current, d.desired, Time::from_secs(1_000 + tick * TICK));
-                current = d.desired;
-            }
-            tick += 1;
-        }
+        settle(&mut e, &mut current, m, || noise.sample(shape, amplitude), &mut tick);
         let before = current;
         let fall_ticks = 20;
         let mut lowered = false;
         // The fall, then one sample window (12 ticks) at its end level.
         for i in 1..=fall_ticks + 12 {
             let level = m * (1.0 - drop * f64::from(i.min(fall_ticks)) / f64::from(fall_ticks));
-            let d = evaluate(&mut e, current, level * (1.0 + noise.sample(shape, amplitude)), tick);
+            let d = step(&mut e, &mut current, level * (1.0 + noise.sample(shape, amplitude)), &mut tick);
             if d.desired < d.current {
                 lowered = true;
                 break;
             }
-            if d.apply {
-                e.record_scale(current, d.desired, Time::from_secs(1_000 + tick * TICK));
-                current = d.desired;
-            }
-            tick += 1;
         }
         prop_assert!(lowered, "{before} held through a fall and a window after it, from {m:.2} to {:.2}", m * (1.0 - drop));
     }
