@@ -268,6 +268,10 @@ impl Conn {
                 continue;
             }
             let framing = framing(method, status, &headers).map_err(Exchange::Failed)?;
+            if headers.contains_key(header::TRANSFER_ENCODING) {
+                // A length sent beside a transfer coding is not the body's (RFC 9112 §6.3).
+                headers.remove(header::CONTENT_LENGTH);
+            }
             let reusable = framing != Framing::Close && keeps_alive(http10, &headers);
             return Ok(Some(Head {
                 status,

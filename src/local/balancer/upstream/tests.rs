@@ -216,7 +216,7 @@ async fn the_request_goes_out_with_the_backends_host_and_its_body_length() {
 async fn a_chunked_response_is_decoded_and_its_connection_kept() {
     let (addr, seen) = raw_backend(|_, _| {
         Reply::Send(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 99\r\n\r\n\
               5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n",
         )
     })
@@ -224,6 +224,7 @@ async fn a_chunked_response_is_decoded_and_its_connection_kept() {
     let up = Upstream::new(addr);
     for _ in 0..3 {
         let resp = get(&up).await.unwrap();
+        assert!(!resp.headers().contains_key(header::CONTENT_LENGTH));
         assert_eq!(body_of(resp).await, "hello, world");
     }
     assert_eq!(seen.lock().unwrap().len(), 3);
